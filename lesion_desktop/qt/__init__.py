@@ -1,0 +1,1 @@
+"""Widgets, Qt threads and the main window: the only place Qt is imported."""

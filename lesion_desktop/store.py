@@ -1,0 +1,132 @@
+"""The installed-models store: new ensembles are swapped in atomically and the previous one kept.
+
+Layout: `<root>/ensembles/<name>/` (complete ensemble folders) and `<root>/active.json` naming the
+active and previous ones. A copy is written under a temporary name, fsynced and renamed, and only
+then does a fresh `active.json` (also written aside and renamed) point at it; a crash at any moment
+leaves either the old or the new pointer, each naming a complete folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lesion_desktop.errors import BundleError
+
+POINTER = "active.json"
+DEFAULT = None  # the bundled default ensemble
+
+
+def _fsync_tree(folder: Path) -> None:
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            with open(Path(dirpath) / f, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name == "posix":
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.ensembles = self.root / "ensembles"
+
+    def _read_pointer(self) -> dict[str, Any]:
+        p = self.root / POINTER
+        if not p.is_file():
+            return {"active": None, "previous": None}
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return data
+        except (OSError, ValueError):
+            pass
+        return {"active": None, "previous": None}
+
+    def _write_pointer(self, data: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / (POINTER + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.root / POINTER)
+        _fsync_dir(self.root)
+
+    def _path(self, name: str | None) -> Path | None:
+        if not name:
+            return None
+        p = self.ensembles / name
+        return p if (p / "manifest.json").is_file() else None
+
+    def active(self) -> Path | None:
+        """The installed ensemble in use, or None for the bundled default."""
+        return self._path(self._read_pointer().get("active"))
+
+    def previous(self) -> Path | None:
+        return self._path(self._read_pointer().get("previous"))
+
+    def has_previous(self) -> bool:
+        ptr = self._read_pointer()
+        return bool(ptr.get("active")) or ptr.get("previous") is not None
+
+    def clean_partial(self) -> None:
+        """Remove copies left half-written by a crash during installation."""
+        if self.ensembles.is_dir():
+            for d in self.ensembles.iterdir():
+                if d.name.startswith(".incoming-"):
+                    shutil.rmtree(d, ignore_errors=True)
+
+    def install(self, candidate: Path, name: str | None = None) -> Path:
+        """Copy a verified ensemble in and make it active; the one it replaces becomes `previous`."""
+        from lesion_desktop.bundle import load_ensemble
+
+        candidate = Path(candidate)
+        load_ensemble(candidate)  # refuses anything that would not load
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        name = name or f"ensemble-{stamp}"
+        self.ensembles.mkdir(parents=True, exist_ok=True)
+        self.clean_partial()
+        tmp = self.ensembles / f".incoming-{name}"
+        final = self.ensembles / name
+        if final.exists():
+            raise BundleError(f"An installed ensemble named {name} already exists.")
+        try:
+            shutil.copytree(candidate, tmp)
+            _fsync_tree(tmp)
+            os.replace(tmp, final)
+            _fsync_dir(self.ensembles)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BundleError(f"Could not install the new models in {self.root}: {e.strerror or e}.") from None
+        load_ensemble(final)
+        ptr = self._read_pointer()
+        self._write_pointer({"active": name, "previous": ptr.get("active"), "installed": stamp})
+        self._prune(keep={name, ptr.get("active")})
+        return final
+
+    def rollback(self) -> Path | None:
+        """Make the previous ensemble active again (None: back to the bundled default)."""
+        ptr = self._read_pointer()
+        if not ptr.get("active") and ptr.get("previous") is None:
+            raise BundleError("There is no earlier model version to roll back to.")
+        self._write_pointer({"active": ptr.get("previous"), "previous": ptr.get("active")})
+        return self.active()
+
+    def _prune(self, keep: set[str | None]) -> None:
+        """Keep the active and the previous ensemble only; older ones are removed to save disk."""
+        for d in self.ensembles.iterdir():
+            if d.is_dir() and not d.name.startswith(".") and d.name not in keep:
+                shutil.rmtree(d, ignore_errors=True)

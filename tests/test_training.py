@@ -1,0 +1,196 @@
+"""The training module: data, splits, the two-part fine-tuning, calibration, ensembles and reports."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lesion_desktop.bundle import load_bundle, load_ensemble
+from lesion_desktop.classes import CLASS_CODES
+from lesion_desktop.errors import CancelledError, DatasetError
+from lesion_desktop.preprocess import PreprocessConfig
+from training.calibrate import fit_temperature
+from training.data import build_cache, read_dataset
+from training.ensemble import choose_weights, combine
+from training.metrics import binary_auc, evaluate
+from training.pipeline import RetrainConfig, install_candidate, retrain
+from training.progress import TaskState
+from training.report import write_report
+from training.splits import check_no_leak, lesion_grouped_split, split_counts
+from training.trainer import TrainConfig, train
+from tests.helpers import HAM, make_tiny_ensemble, require_data
+from tests.training_data import make_class_folders, make_ham_subset
+
+
+def test_real_metadata_split_is_lesion_grouped_and_stratified():
+    ds = read_dataset(require_data(HAM))
+    assert len(ds.records) == 10015 and not ds.problems
+    split = lesion_grouped_split(ds.records, seed=0)
+    check_no_leak(ds.records, split)
+    lesion_splits: dict[str, set[str]] = defaultdict(set)
+    lesion_of = {r.image_id: r.lesion_id for r in ds.records}
+    for name, ids in split.items():
+        for i in ids:
+            lesion_splits[lesion_of[i]].add(name)
+    assert all(len(s) == 1 for s in lesion_splits.values())
+    assert sum(len(v) for v in split.values()) == 10015
+    counts = split_counts(ds.records, split)
+    for code in CLASS_CODES:
+        total = sum(counts[s][code] for s in counts)
+        assert counts["val"][code] >= 0.1 * total and counts["test"][code] >= 0.1 * total
+        assert counts["train"][code] >= 0.6 * total
+    assert lesion_grouped_split(ds.records, seed=0) == split
+    assert lesion_grouped_split(ds.records, seed=1) != split
+
+
+def test_data_problems_reported_and_skipped(tmp_path):
+    root = make_class_folders(tmp_path / "data", per_class=6)
+    (root / "melanoma?").mkdir()
+    (root / "mel" / "notes.jpg").write_text("not an image")
+    ds = read_dataset(root)
+    assert ds.layout == "class folders" and ds.counts()["mel"] == 7
+    assert any("melanoma?" in p for p in ds.problems)
+    cache = build_cache(ds, PreprocessConfig(input_size=(48, 64)), tmp_path / "cache")
+    assert len(cache.records) == 42 and cache.images.shape == (42, 48, 64, 3)
+    assert any("notes.jpg" in p for p in ds.problems)
+
+    ham = make_ham_subset(tmp_path / "ham", per_class=6)
+    meta = ham / "HAM10000_metadata.csv"
+    meta.write_text(meta.read_text() + "HAM_X,ISIC_9999999,mel,histo,50,male,back\nHAM_Y,ISIC_0024306,tumour,x,1,m,b\n")
+    ds = read_dataset(ham)
+    assert any("ISIC_9999999" in p and "not found" in p for p in ds.problems)
+    assert any("unknown label 'tumour'" in p for p in ds.problems)
+
+    few = make_class_folders(tmp_path / "few", per_class=6)
+    for p in sorted((few / "df").iterdir())[:4]:
+        p.unlink()
+    with pytest.raises(DatasetError, match=r"Too few images for df \(2\)"):
+        read_dataset(few)
+    with pytest.raises(DatasetError, match="does not exist"):
+        read_dataset(tmp_path / "nowhere")
+
+
+def test_cache_decodes_once_and_notices_changes(tmp_path, monkeypatch):
+    root = make_class_folders(tmp_path / "data", per_class=5)
+    cfg = PreprocessConfig(input_size=(48, 64))
+    first = build_cache(read_dataset(root), cfg, tmp_path / "cache")
+    import training.data as data_mod
+
+    def no_decoding(*a, **k):
+        raise AssertionError("the cache should have been reused")
+
+    monkeypatch.setattr(data_mod, "load_image", no_decoding)
+    again = build_cache(read_dataset(root), cfg, tmp_path / "cache")
+    assert again.fingerprint == first.fingerprint and np.array_equal(np.asarray(again.images), np.asarray(first.images))
+    monkeypatch.undo()
+    victim = sorted((root / "nv").iterdir())[0]
+    victim.write_bytes((root / "mel" / sorted(p.name for p in (root / "mel").iterdir())[0]).read_bytes())
+    assert build_cache(read_dataset(root), cfg, tmp_path / "cache").fingerprint != first.fingerprint
+
+
+def test_metrics_on_a_known_example():
+    y = np.array([0, 0, 1, 1, 4, 4, 4, 5, 5, 5])
+    pred = np.array([0, 1, 1, 1, 4, 5, 5, 5, 5, 5])
+    probs = np.full((10, 7), 0.01)
+    probs[np.arange(10), pred] = 0.94
+    m = evaluate(probs, y)
+    assert m["accuracy"] == pytest.approx(0.7)
+    # recalls: akiec 1/2, bcc 2/2, mel 1/3, nv 3/3 -> mean of the classes present
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 1 + 1 / 3 + 1) / 4)
+    assert m["melanoma_recall"] == pytest.approx(1 / 3)
+    assert m["confusion_matrix"][4][5] == 2
+    assert binary_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+
+
+def test_temperature_and_ensemble_weights():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 3000)
+    true_logits = rng.normal(0, 1, (3000, 7))
+    true_logits[np.arange(3000), y] += 2.0
+    # Labels drawn from softmax(true_logits); the model reports logits 3x too confident.
+    p = np.exp(true_logits) / np.exp(true_logits).sum(1, keepdims=True)
+    y = np.array([rng.choice(7, p=row) for row in p])
+    assert fit_temperature(true_logits * 3.0, y) == pytest.approx(3.0, rel=0.15)
+    good = np.eye(7)[y] * 0.6 + 0.4 / 7
+    noise = rng.dirichlet(np.ones(7), 3000)
+    w = choose_weights([noise, good], y)
+    assert w[1] > w[0]
+    assert np.allclose(combine([noise, good], w).sum(1), 1)
+
+
+def test_report_files(tmp_path):
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 7, 200)
+    probs = rng.dirichlet(np.ones(7), 200)
+    out = write_report(evaluate(probs, y), tmp_path / "r", "Test report")
+    for f in ("metrics.json", "confusion.png", "reliability.png", "report.md"):
+        assert (tmp_path / "r" / f).stat().st_size > 100
+    assert "balanced acc" in out.read_text() and "| mel |" in out.read_text()
+
+
+def _tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(architecture="baseline_cnn", data=str(data), out_dir=str(out), input_size=(48, 64),
+                epochs_head=1, epochs_top=1, epochs_all=1, batch_size=8, max_batches=2, imagenet="none")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_two_part_training_writes_a_calibrated_bundle_and_reports_progress(tmp_path):
+    data = make_ham_subset(tmp_path / "data", per_class=10)
+    events: list[dict] = []
+    fractions: list[float] = []
+    res = train(_tiny_cfg(data, tmp_path / "run"), TaskState(lambda f, m: fractions.append(f), events.append))
+    b = load_bundle(res.bundle)
+    assert b.manifest["training"]["data_fingerprint"] and b.manifest["training"]["history"]
+    assert b.manifest["metrics"]["val"]["n"] > 0 and "melanoma_recall" in b.manifest["metrics"]["val"]
+    assert b.manifest["preprocessing"]["effective_size"] == [150, 200]
+    assert [h["phase"] for h in res.history] == ["head", "top", "all"]
+    kinds = {e["event"] for e in events}
+    assert kinds == {"batch", "epoch"}
+    batch = next(e for e in events if e["event"] == "batch")
+    assert {"phase", "epoch", "batch", "loss", "eta_s"} <= set(batch)
+    assert fractions[-1] == 1.0 and fractions == sorted(fractions)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["seed"] == 0 and split["train"]
+
+
+def test_cancel_stops_without_a_bundle(tmp_path):
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    state = TaskState()
+    calls = {"n": 0}
+
+    def on_partial(v):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            state.cancel()
+
+    state._on_partial = on_partial
+    with pytest.raises(CancelledError):
+        train(_tiny_cfg(data, tmp_path / "run", epochs_all=3), state)
+    assert not (tmp_path / "run" / "bundle").exists()
+
+
+def test_retrain_pipeline_then_install_and_roll_back(tmp_path):
+    from lesion_desktop.store import ModelStore
+
+    data = make_class_folders(tmp_path / "data", per_class=8)
+    active = make_tiny_ensemble(tmp_path / "active")
+    events: list[dict] = []
+    cfg = RetrainConfig(data=str(data), architectures=["baseline_cnn"], work_dir=str(tmp_path / "work"),
+                        epochs_head=1, epochs_top=0, epochs_all=1, input_size=(48, 64), imagenet="none",
+                        batch_size=8, max_batches=2)
+    res = retrain(cfg, TaskState(None, events.append), active_dir=active)
+    assert res.active_metrics is not None and res.metrics["n"] == res.active_metrics["n"]
+    assert res.better == (res.metrics["balanced_accuracy"] > res.active_metrics["balanced_accuracy"])
+    assert all(e.get("member") == "baseline_cnn" for e in events)
+    ens = load_ensemble(res.ensemble_dir)
+    assert ens.manifest["metrics"]["val"]["balanced_accuracy"] == pytest.approx(res.metrics["balanced_accuracy"])
+    store = ModelStore(tmp_path / "store")
+    installed = install_candidate(res.ensemble_dir, store)
+    assert store.active() == installed
+    assert store.rollback() is None  # back to the bundled default
+    assert store.rollback() == installed

@@ -1,0 +1,1 @@
+"""Fine-tuning, evaluation, calibration, ensembling and safe installation of lesion models (no Qt)."""

@@ -1,0 +1,33 @@
+"""Training augmentation: the geometric and photometric changes a clinic's images bring.
+
+Covers flips and rotations (lesions have no up), scale and crop, colour shifts between devices,
+blur and sharpness of other optics, and JPEG compression of other cameras. Built on torchvision's v2
+transforms; applied per image on uint8 tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+
+def training_transform(input_size: tuple[int, int]) -> v2.Compose:
+    h, w = input_size
+    aspect = w / h
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomApply([v2.RandomRotation(30)], p=0.3),
+        v2.RandomResizedCrop((h, w), scale=(0.55, 1.0), ratio=(aspect * 0.85, aspect / 0.85), antialias=True),
+        v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.2, hue=0.03),
+        v2.RandomApply([v2.GaussianBlur(5, sigma=(0.2, 1.5))], p=0.2),
+        v2.RandomAdjustSharpness(2.0, p=0.15),
+        v2.RandomApply([v2.JPEG((35, 95))], p=0.3),
+    ])
+
+
+def augment_batch(images: torch.Tensor, transform: v2.Compose) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, H, W, 3) uint8, each image with its own random draw."""
+    chw = images.permute(0, 3, 1, 2)
+    out = torch.stack([transform(img) for img in chw])
+    return out.permute(0, 2, 3, 1).contiguous()

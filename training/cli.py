@@ -1,0 +1,247 @@
+"""`python -m training` / `lesion-train`: split, train, evaluate, ensemble, install, roll back."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from lesion_desktop.errors import LesionError
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 150x200, got {text!r}") from None
+    return h, w
+
+
+def cmd_split(a: argparse.Namespace) -> int:
+    from training.data import fingerprint, read_dataset
+    from training.splits import lesion_grouped_split, save_split, split_counts
+
+    ds = read_dataset(a.data)
+    split = lesion_grouped_split(ds.records, seed=a.seed, fractions=(a.train, a.val, 1 - a.train - a.val))
+    save_split(Path(a.output), split, seed=a.seed, data_fingerprint=fingerprint(ds.records))
+    print(ds.summary())
+    for p in ds.problems[:20]:
+        print("  ", p)
+    for name, counts in split_counts(ds.records, split).items():
+        print(f"{name:5s} {sum(counts.values()):6d}  " + " ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from training.progress import TerminalProgress
+    from training.trainer import TrainConfig, train
+
+    names = {f.name for f in fields(TrainConfig)}
+    kw = {k: v for k, v in vars(a).items() if k in names and v is not None}
+    kw["command"] = "python -m training " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    cfg = TrainConfig(**kw)
+    prog = TerminalProgress(f"train {cfg.architecture}")
+    try:
+        res = train(cfg, prog)
+    finally:
+        prog.close()
+    from training.metrics import headline
+
+    print(f"bundle: {res.bundle}")
+    print(f"validation: {headline(res.val_metrics)}")
+    if res.test_metrics:
+        print(f"test:       {headline(res.test_metrics)}")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from training.ensemble import evaluate_models
+    from training.metrics import headline
+    from training.progress import TerminalProgress
+    from training.report import write_report
+
+    prog = TerminalProgress("evaluate")
+    try:
+        m = evaluate_models(Path(a.models), data=a.data, split_file=a.split_file, which=a.which,
+                            cache_dir=Path(a.cache_dir), progress=prog)
+    finally:
+        prog.close()
+    print(f"{a.which}: {headline(m)}")
+    if a.report:
+        print(f"report: {write_report(m, Path(a.report), f'{Path(a.models).name} on {a.which}')}")
+    return 0
+
+
+def cmd_ensemble(a: argparse.Namespace) -> int:
+    from training.ensemble import build_ensemble
+    from training.metrics import headline
+    from training.progress import TerminalProgress
+    from training.report import write_report
+
+    prog = TerminalProgress("ensemble")
+    command = "python -m training " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+    training: dict = {"command": command}
+    if a.members_command:
+        training["member_commands"] = a.members_command
+    try:
+        out, val, test = build_ensemble([Path(m) for m in a.members], Path(a.output), data=a.data,
+                                        split_file=a.split_file, cache_dir=Path(a.cache_dir), name=a.name,
+                                        progress=prog, training=training)
+    finally:
+        prog.close()
+    print(f"ensemble: {out}")
+    print(f"validation: {headline(val)}")
+    write_report(val, Path(a.output).parent / f"{Path(a.output).name}-report-val", "Ensemble, validation split")
+    if test:
+        print(f"test:       {headline(test)}")
+        write_report(test, Path(a.output).parent / f"{Path(a.output).name}-report-test", "Ensemble, test split")
+    return 0
+
+
+def cmd_install(a: argparse.Namespace) -> int:
+    from lesion_desktop.paths import model_store_dir
+    from lesion_desktop.store import ModelStore
+
+    store = ModelStore(Path(a.store) if a.store else model_store_dir())
+    print(f"installed and active: {store.install(Path(a.models))}")
+    return 0
+
+
+def cmd_rollback(a: argparse.Namespace) -> int:
+    from lesion_desktop.paths import bundled_models_dir, model_store_dir
+    from lesion_desktop.store import ModelStore
+
+    store = ModelStore(Path(a.store) if a.store else model_store_dir())
+    active = store.rollback()
+    print(f"active models now: {active or bundled_models_dir()} ")
+    return 0
+
+
+def cmd_retrain(a: argparse.Namespace) -> int:
+    from lesion_desktop.paths import active_models_dir, model_store_dir
+    from lesion_desktop.store import ModelStore
+    from training.metrics import headline
+    from training.pipeline import RetrainConfig, install_candidate, retrain
+    from training.progress import TerminalProgress
+
+    cfg = RetrainConfig(data=a.data, architectures=a.architectures, work_dir=a.work_dir, epochs_head=a.epochs_head,
+                        epochs_top=a.epochs_top, epochs_all=a.epochs_all, input_size=a.input_size,
+                        imagenet=a.imagenet, batch_size=a.batch_size, max_batches=a.max_batches, device=a.device,
+                        command="python -m training " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
+    prog = TerminalProgress("retrain")
+    try:
+        res = retrain(cfg, prog, active_dir=active_models_dir())
+    finally:
+        prog.close()
+    print(f"candidate: {res.ensemble_dir}")
+    print(f"candidate validation: {headline(res.metrics)}")
+    if res.active_metrics:
+        print(f"active validation:    {headline(res.active_metrics)}")
+    if a.install:
+        if not res.better:
+            print("not installed: the candidate is not better than the active models on validation")
+            return 1
+        print(f"installed: {install_candidate(res.ensemble_dir, ModelStore(model_store_dir()))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("split", help="write a lesion-grouped, stratified train/val/test split file")
+    s.add_argument("data", help="data folder (HAM10000 layout or one folder per class)")
+    s.add_argument("--output", "-o", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--train", type=float, default=0.7)
+    s.add_argument("--val", type=float, default=0.15)
+    s.set_defaults(func=cmd_split)
+
+    t = sub.add_parser("train", help="fine-tune one architecture (Part A then Part B) into a bundle")
+    t.add_argument("data")
+    t.add_argument("--architecture", "-a", required=True)
+    t.add_argument("--out-dir", "-o", dest="out_dir", required=True)
+    t.add_argument("--input-size", dest="input_size", type=_pair)
+    t.add_argument("--epochs-head", dest="epochs_head", type=int)
+    t.add_argument("--epochs-top", dest="epochs_top", type=int)
+    t.add_argument("--epochs-all", dest="epochs_all", type=int)
+    t.add_argument("--batch-size", dest="batch_size", type=int)
+    t.add_argument("--lr-head", dest="lr_head", type=float)
+    t.add_argument("--lr-top", dest="lr_top", type=float)
+    t.add_argument("--lr-all", dest="lr_all", type=float)
+    t.add_argument("--class-weight-power", dest="class_weight_power", type=float)
+    t.add_argument("--patience", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--imagenet", help="'auto' (torch cache), 'none', or a weights file")
+    t.add_argument("--color-constancy", dest="color_constancy", action="store_true", default=None)
+    t.add_argument("--hair-removal", dest="hair_removal", action="store_true", default=None)
+    t.add_argument("--device")
+    t.add_argument("--split-file", dest="split_file")
+    t.add_argument("--cache-dir", dest="cache_dir")
+    t.add_argument("--max-batches", dest="max_batches", type=int)
+    t.add_argument("--half-weights", dest="half_weights", action="store_true", default=None)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score an ensemble or bundle on a split and write a report")
+    e.add_argument("models")
+    e.add_argument("data")
+    e.add_argument("--split-file", dest="split_file", required=True)
+    e.add_argument("--which", choices=["train", "val", "test"], default="val")
+    e.add_argument("--cache-dir", dest="cache_dir", default="cache")
+    e.add_argument("--report", help="folder for metrics.json, report.md and the plots")
+    e.set_defaults(func=cmd_evaluate)
+
+    n = sub.add_parser("ensemble", help="combine trained bundles with weights chosen on validation")
+    n.add_argument("members", nargs="+", help="bundle folders")
+    n.add_argument("--data", required=True)
+    n.add_argument("--split-file", dest="split_file", required=True)
+    n.add_argument("--output", "-o", required=True)
+    n.add_argument("--name", default="ensemble")
+    n.add_argument("--cache-dir", dest="cache_dir", default="cache")
+    n.add_argument("--members-command", dest="members_command", action="append",
+                   help="record the command that trained a member (repeatable)")
+    n.set_defaults(func=cmd_ensemble)
+
+    i = sub.add_parser("install", help="make an ensemble active (the current one is kept for roll-back)")
+    i.add_argument("models")
+    i.add_argument("--store", help="model store folder (default: the app's data folder)")
+    i.set_defaults(func=cmd_install)
+
+    r = sub.add_parser("rollback", help="restore the previously active models")
+    r.add_argument("--store")
+    r.set_defaults(func=cmd_rollback)
+
+    rt = sub.add_parser("retrain", help="train members, ensemble them and compare with the active models")
+    rt.add_argument("data")
+    rt.add_argument("--architectures", "-a", nargs="+", required=True)
+    rt.add_argument("--work-dir", dest="work_dir", required=True)
+    rt.add_argument("--epochs-head", dest="epochs_head", type=int, default=1)
+    rt.add_argument("--epochs-top", dest="epochs_top", type=int, default=1)
+    rt.add_argument("--epochs-all", dest="epochs_all", type=int, default=3)
+    rt.add_argument("--input-size", dest="input_size", type=_pair)
+    rt.add_argument("--imagenet", default="auto")
+    rt.add_argument("--batch-size", dest="batch_size", type=int, default=32)
+    rt.add_argument("--max-batches", dest="max_batches", type=int)
+    rt.add_argument("--device", default="auto")
+    rt.add_argument("--install", action="store_true", help="install the candidate if it beats the active models")
+    rt.set_defaults(func=cmd_retrain)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LesionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch is checkpointed and the run can be resumed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

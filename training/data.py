@@ -1,0 +1,194 @@
+"""Reading and validating labelled data, and the decode-once image cache.
+
+Two layouts are accepted: HAM10000's (a metadata CSV with lesion_id,image_id,dx beside the images)
+and one sub-folder per class code. Problems are reported and skipped; a class with too few images is
+an error, since neither a split nor a recall can be computed for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lesion_desktop.classes import CLASS_CODES
+from lesion_desktop.errors import DatasetError, ImageLoadError
+from lesion_desktop.imageio import IMAGE_SUFFIXES, load_image
+from lesion_desktop.preprocess import PreprocessConfig, prepare_image
+from training.progress import Progress, check_cancel
+
+MIN_IMAGES_PER_CLASS = 5
+
+
+@dataclass(frozen=True)
+class Record:
+    path: Path
+    label: int
+    lesion_id: str
+    image_id: str
+
+
+@dataclass
+class Dataset:
+    root: Path
+    layout: str
+    records: list[Record]
+    problems: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(r.label for r in self.records)
+        return {code: c.get(i, 0) for i, code in enumerate(CLASS_CODES)}
+
+    def labels(self) -> np.ndarray:
+        return np.array([r.label for r in self.records], dtype=np.int64)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts().items())
+        return f"{len(self.records)} images ({self.layout} layout): {counts}; {len(self.problems)} problems"
+
+
+def _find_metadata(root: Path) -> Path | None:
+    cands = sorted(p for p in root.glob("*.csv") if "metadata" in p.name.lower())
+    return cands[0] if cands else None
+
+
+def _index_images(root: Path) -> dict[str, Path]:
+    index: dict[str, Path] = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                index.setdefault(p.stem, p)
+    return index
+
+
+def read_dataset(root: Path | str, min_per_class: int = MIN_IMAGES_PER_CLASS) -> Dataset:
+    """Read a data folder; raises DatasetError when it cannot be used at all."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"The data folder {root} does not exist or is not a folder.")
+    meta = _find_metadata(root)
+    problems: list[str] = []
+    records: list[Record] = []
+    if meta is not None:
+        layout = "HAM10000"
+        index = _index_images(root)
+        with open(meta, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or [])
+            if not {"image_id", "dx"} <= cols:
+                raise DatasetError(f"{meta.name} needs the columns image_id and dx (lesion_id recommended).")
+            for n, row in enumerate(reader, start=2):
+                dx = (row.get("dx") or "").strip().lower()
+                image_id = (row.get("image_id") or "").strip()
+                if dx not in CLASS_CODES:
+                    problems.append(f"{meta.name} line {n}: unknown label {dx!r}, skipped")
+                    continue
+                path = index.get(image_id)
+                if path is None:
+                    problems.append(f"{meta.name} line {n}: image {image_id!r} not found, skipped")
+                    continue
+                lesion = (row.get("lesion_id") or "").strip() or image_id
+                records.append(Record(path, CLASS_CODES.index(dx), lesion, image_id))
+    else:
+        layout = "class folders"
+        subdirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
+        for d in subdirs:
+            code = d.name.strip().lower()
+            if code not in CLASS_CODES:
+                problems.append(f"folder {d.name!r}: not a class code ({', '.join(CLASS_CODES)}), skipped")
+                continue
+            for p in sorted(d.rglob("*")):
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                    records.append(Record(p, CLASS_CODES.index(code), p.stem, p.stem))
+    if not records:
+        raise DatasetError(
+            f"No labelled images found in {root}. Expected a metadata CSV (image_id, dx, lesion_id) "
+            f"or one sub-folder per class ({', '.join(CLASS_CODES)})."
+        )
+    ds = Dataset(root, layout, records, problems)
+    _check_counts(ds, min_per_class)
+    return ds
+
+
+def _check_counts(ds: Dataset, min_per_class: int) -> None:
+    few = {k: v for k, v in ds.counts().items() if v < min_per_class}
+    if few:
+        listed = ", ".join(f"{k} ({v})" for k, v in few.items())
+        raise DatasetError(
+            f"Too few images for {listed}: every class needs at least {min_per_class} to be split and evaluated."
+        )
+
+
+def fingerprint(records: list[Record], cfg: PreprocessConfig | None = None) -> str:
+    """Identify the data (names, sizes, mtimes, labels) and preprocessing the cache was made from."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r.image_id):
+        st = r.path.stat()
+        h.update(f"{r.image_id}|{r.label}|{r.lesion_id}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    if cfg is not None:
+        # Only what changes the cached pixels: normalisation is applied later, per model.
+        pix = {k: v for k, v in cfg.to_dict().items() if k not in ("mean", "std")}
+        h.update(json.dumps(pix, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class ImageCache:
+    images: np.ndarray  # (N, H, W, 3) uint8, memmap
+    records: list[Record]
+    fingerprint: str
+
+    def labels(self) -> np.ndarray:
+        return np.array([r.label for r in self.records], dtype=np.int64)
+
+
+def build_cache(ds: Dataset, cfg: PreprocessConfig, cache_dir: Path, progress: Progress | None = None) -> ImageCache:
+    """Decode and preprocess every image once into a memmap; unreadable images are reported and dropped."""
+    fp = fingerprint(ds.records, cfg)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    arr_path = cache_dir / f"images-{fp}.u8"
+    idx_path = cache_dir / f"images-{fp}.json"
+    h, w = cfg.input_size
+    if arr_path.is_file() and idx_path.is_file():
+        idx = json.loads(idx_path.read_text())
+        keep = [r for r in ds.records if r.image_id in set(idx["image_ids"])]
+        order = {iid: i for i, iid in enumerate(idx["image_ids"])}
+        keep.sort(key=lambda r: order[r.image_id])
+        ds.problems.extend(idx.get("problems", []))
+        arr = np.memmap(arr_path, dtype=np.uint8, mode="r", shape=(len(keep), h, w, 3))
+        return ImageCache(arr, keep, fp)
+    tmp = arr_path.with_name(arr_path.name + ".part")
+    arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(ds.records), h, w, 3))
+    kept: list[Record] = []
+    problems: list[str] = []
+    n = len(ds.records)
+    for i, r in enumerate(ds.records):
+        if i % 64 == 0:
+            check_cancel(progress)
+            if progress is not None:
+                progress.report(i / n, f"Decoding images {i}/{n}")
+        try:
+            img = prepare_image(load_image(r.path), cfg)
+        except ImageLoadError as e:
+            problems.append(f"{r.path.name}: {e}, skipped")
+            continue
+        arr[len(kept)] = img
+        kept.append(r)
+    arr.flush()
+    del arr
+    # Shrink to the images that decoded, then publish atomically.
+    with open(tmp, "r+b") as f:
+        f.truncate(len(kept) * h * w * 3)
+    os.replace(tmp, arr_path)
+    idx_path.write_text(json.dumps({"image_ids": [r.image_id for r in kept], "problems": problems}))
+    ds.problems.extend(problems)
+    final = np.memmap(arr_path, dtype=np.uint8, mode="r", shape=(len(kept), h, w, 3))
+    return ImageCache(final, kept, fp)

@@ -1,0 +1,117 @@
+"""Combining trained members: weights chosen on the validation split, evaluated like any model."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lesion_desktop.bundle import ModelBundle, load_bundle, load_ensemble, save_ensemble
+from lesion_desktop.errors import BundleError
+from training.data import build_cache, read_dataset
+from training.metrics import evaluate
+from training.progress import Progress, check_cancel
+from training.splits import indices_for, load_split
+from training.trainer import _brief, predict_probs
+
+
+@dataclass
+class SplitProbs:
+    """Each member's calibrated probabilities on one split, and the labels."""
+
+    probs: list[np.ndarray]
+    labels: np.ndarray
+
+
+def member_probs(members: list[ModelBundle], data: str, split_file: str, which: str, cache_dir: Path,
+                 progress: Progress | None = None, device: str = "cpu") -> SplitProbs:
+    """Score each member on a split through the shared preprocessing (one cache per preprocessing)."""
+    ds = read_dataset(data)
+    split = load_split(Path(split_file))
+    out: list[np.ndarray] = []
+    labels: np.ndarray | None = None
+    dev = torch.device(device)
+    for m in members:
+        check_cancel(progress)
+        cache = build_cache(ds, m.preprocess, cache_dir, progress)
+        idx = indices_for(cache.records, split[which])
+        m.model.to(dev)
+        _, p = predict_probs(m.model, cache.images[idx], m.preprocess, dev, 64, m.temperature, progress)
+        ids = [cache.records[i].image_id for i in idx]
+        if labels is None:
+            labels = cache.labels()[idx]
+            ref_ids = ids
+        elif ids != ref_ids:
+            raise BundleError("Members decoded different image sets; cannot combine them.")
+        out.append(p)
+    assert labels is not None
+    return SplitProbs(out, labels)
+
+
+def combine(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    p = sum(wi * pi for wi, pi in zip(w, probs, strict=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def choose_weights(probs: list[np.ndarray], labels: np.ndarray, step: float = 0.1) -> np.ndarray:
+    """Grid over the simplex: best validation balanced accuracy, ties broken by lower NLL, then equal weights."""
+    k = len(probs)
+    if k == 1:
+        return np.ones(1)
+    n = int(round(1 / step))
+    best: tuple[float, float, float] | None = None
+    best_w = np.full(k, 1.0 / k)
+    for combo in itertools.product(range(n + 1), repeat=k - 1):
+        if sum(combo) > n:
+            continue
+        w = np.array([*combo, n - sum(combo)], dtype=np.float64) / n
+        m = evaluate(combine(probs, w), labels)
+        key = (m["balanced_accuracy"], -m["nll"], -float(np.abs(w - 1.0 / k).sum()))
+        if best is None or key > best:
+            best, best_w = key, w
+    return best_w
+
+
+def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_file: str, cache_dir: Path,
+                   name: str, progress: Progress | None = None, training: dict[str, Any] | None = None
+                   ) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+    """Copy members into one folder, weight them on validation, and record val and test metrics."""
+    members = [load_bundle(Path(d)) for d in member_dirs]
+    val = member_probs(members, data, split_file, "val", cache_dir, progress)
+    weights = choose_weights(val.probs, val.labels)
+    val_metrics = evaluate(combine(val.probs, weights), val.labels)
+    test_metrics = None
+    split = load_split(Path(split_file))
+    if split["test"]:
+        test = member_probs(members, data, split_file, "test", cache_dir, progress)
+        test_metrics = evaluate(combine(test.probs, weights), test.labels)
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    entries = []
+    for i, (d, m) in enumerate(zip(member_dirs, members, strict=True)):
+        sub = f"{i}-{m.architecture}"
+        shutil.copytree(d, out_dir / sub)
+        entries.append((sub, float(weights[i])))
+    save_ensemble(out_dir, entries, name=name,
+                  metrics={"val": _brief(val_metrics), "test": _brief(test_metrics) if test_metrics else None,
+                           "split_file": str(split_file)},
+                  training=training or {})
+    load_ensemble(out_dir)  # what was written must load
+    return out_dir, val_metrics, test_metrics
+
+
+def evaluate_models(models_dir: Path, *, data: str, split_file: str, which: str, cache_dir: Path,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Score an installed or candidate ensemble on a split, exactly as build_ensemble does."""
+    ens = load_ensemble(Path(models_dir))
+    sp = member_probs(ens.members, data, split_file, which, cache_dir, progress)
+    return evaluate(combine(sp.probs, np.array(ens.weights)), sp.labels)

@@ -1,0 +1,88 @@
+"""Metrics that do not flatter a 67%-nevi data set: balanced accuracy and melanoma recall first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lesion_desktop.classes import CLASS_CODES, MEL_INDEX, NUM_CLASSES
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def binary_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney) identity, with ties averaged."""
+    pos = int(positive.sum())
+    neg = len(positive) - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[positive.astype(bool)].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y_true).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    table = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            gap = abs(correct[m].mean() - conf[m].mean())
+            ece += m.mean() * gap
+            table.append({"lo": float(lo), "hi": float(hi), "count": int(m.sum()),
+                          "accuracy": float(correct[m].mean()), "confidence": float(conf[m].mean())})
+    return float(ece), table
+
+
+def evaluate(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
+    """Every figure the reports show, as plain JSON-able values."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = probs.argmax(axis=1)
+    cm = confusion(y_true, y_pred)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    tp = np.diag(cm).astype(np.float64)
+    recall = np.divide(tp, support, out=np.full(NUM_CLASSES, np.nan), where=support > 0)
+    precision = np.divide(tp, predicted, out=np.zeros(NUM_CLASSES), where=predicted > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(NUM_CLASSES),
+                   where=(precision + recall) > 0)
+    aucs = [binary_auc(probs[:, k], y_true == k) for k in range(NUM_CLASSES)]
+    ece, reliability = expected_calibration_error(probs, y_true)
+    eps = 1e-12
+    nll = float(-np.mean(np.log(probs[np.arange(len(y_true)), y_true] + eps))) if len(y_true) else float("nan")
+    return {
+        "n": int(len(y_true)),
+        "balanced_accuracy": float(np.nanmean(recall)),
+        "melanoma_recall": float(recall[MEL_INDEX]),
+        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else float("nan"),
+        "macro_auc": float(np.nanmean(aucs)),
+        "ece": ece,
+        "nll": nll,
+        "per_class": {
+            code: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+                   "auc": aucs[k], "support": int(support[k])}
+            for k, code in enumerate(CLASS_CODES)
+        },
+        "confusion_matrix": cm.tolist(),
+        "reliability": reliability,
+    }
+
+
+def headline(m: dict[str, Any]) -> str:
+    return (f"balanced acc {m['balanced_accuracy']:.3f}, melanoma recall {m['melanoma_recall']:.3f}, "
+            f"accuracy {m['accuracy']:.3f}, macro AUC {m['macro_auc']:.3f}, ECE {m['ece']:.3f}")
