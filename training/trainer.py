@@ -211,7 +211,11 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
     resume = None
     if ckpt_path.is_file():
         resume = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if resume.get("config") != json.loads(json.dumps(asdict(cfg))) and resume.get("arch") != cfg.architecture:
+        if _comparable(resume.get("config", {})) != _comparable(asdict(cfg)):
+            # Another configuration trained here before: keep its checkpoint aside and start afresh.
+            os.replace(ckpt_path, ckpt_path.with_suffix(".other-config.pt"))
+            if progress is not None:
+                progress.report(0.0, "A checkpoint from a different configuration was set aside")
             resume = None
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -241,7 +245,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=pepochs * batches, pct_start=0.15)
         start_epoch = state["epoch"] if pi == state["phase"] else 0
-        if resume is not None and pi == resume["state"]["phase"] and "optimizer" in resume:
+        if resume is not None and resume.get("opt_phase") == pi and start_epoch > 0:
             opt.load_state_dict(resume["optimizer"])
             sched.load_state_dict(resume["scheduler"])
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
@@ -301,7 +305,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
             if rank == 0:
                 _save_atomic({"config": json.loads(json.dumps(asdict(cfg))), "arch": cfg.architecture,
                               "model": _bare(model).state_dict(), "optimizer": opt.state_dict(),
-                              "scheduler": sched.state_dict(), "state": state,
+                              "scheduler": sched.state_dict(), "state": state, "opt_phase": pi,
                               "torch_rng": torch.get_rng_state()}, ckpt_path)
                 if progress is not None:
                     progress.partial({"event": "epoch", **entry})
@@ -322,6 +326,10 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
     if world > 1:
         torch.distributed.barrier()
     return result  # type: ignore[return-value]
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in ("command", "device", "eval_batch_size")}
 
 
 def _eta(epoch_times: list[float], te: float, b: int, batches: int, remaining_epochs: int) -> float:
