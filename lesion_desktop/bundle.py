@@ -163,22 +163,20 @@ def _check_safetensors_file(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        hlen = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        header = f.read(hlen) if 0 < hlen <= min(size - 8, 100_000_000) else b""
+    if not header.startswith(b"{"):
+        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
             raise BundleError(
                 f"{path.name} is a pickle/PyTorch checkpoint, which can run code when loaded: refused. "
                 "Models must be stored as safetensors."
             )
-        if len(head) < 8:
-            raise BundleError(f"{path.name} is truncated ({size} bytes).")
-        (hlen,) = struct.unpack("<Q", head)
-        if hlen <= 0 or 8 + hlen > size or hlen > 100_000_000:
-            raise BundleError(f"{path.name} is truncated or is not a safetensors file.")
-        header = f.read(hlen)
+        raise BundleError(f"{path.name} is truncated or is not a safetensors file ({size} bytes).")
     try:
         meta = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BundleError(f"{path.name} is not a safetensors file (bad header).") from None
-    end = max((int(v["data_offsets"][1]) for k, v in meta.items() if k != "__metadata__"), default=0)
+        end = max((int(v["data_offsets"][1]) for k, v in meta.items() if k != "__metadata__"), default=0)
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise BundleError(f"{path.name} is truncated or is not a safetensors file (bad header).") from None
     if 8 + hlen + end != size:
         raise BundleError(f"{path.name} is truncated or padded: {size} bytes, expected {8 + hlen + end}.")
 

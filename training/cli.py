@@ -43,13 +43,18 @@ def cmd_train(a: argparse.Namespace) -> int:
     kw = {k: v for k, v in vars(a).items() if k in names and v is not None}
     kw["command"] = "python -m training " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     cfg = TrainConfig(**kw)
-    prog = TerminalProgress(f"train {cfg.architecture}")
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    prog = TerminalProgress(f"train {cfg.architecture}" + (f" [rank {rank}]" if rank else ""))
     try:
         res = train(cfg, prog)
     finally:
         prog.close()
     from training.metrics import headline
 
+    if res is None:  # a non-zero rank of a distributed run: rank 0 reports
+        return 0
     print(f"bundle: {res.bundle}")
     print(f"validation: {headline(res.val_metrics)}")
     if res.test_metrics:

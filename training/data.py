@@ -165,7 +165,7 @@ def build_cache(ds: Dataset, cfg: PreprocessConfig, cache_dir: Path, progress: P
         ds.problems.extend(idx.get("problems", []))
         arr = np.memmap(arr_path, dtype=np.uint8, mode="r", shape=(len(keep), h, w, 3))
         return ImageCache(arr, keep, fp)
-    tmp = arr_path.with_name(arr_path.name + ".part")
+    tmp = arr_path.with_name(f"{arr_path.name}.{os.getpid()}.part")
     arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(ds.records), h, w, 3))
     kept: list[Record] = []
     problems: list[str] = []

@@ -186,7 +186,11 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
+    if rank != 0:
+        torch.distributed.barrier()  # rank 0 decodes the cache and writes the split first
     cache, idx, info = prepare_data(cfg, ScaledProgress(progress, 0.0, 0.05) if progress else None)
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
     outer, progress = progress, (ScaledProgress(progress, 0.05, 0.95) if progress else None)
     pre: PreprocessConfig = info["preprocess"]
     labels = cache.labels()
