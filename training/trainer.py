@@ -194,7 +194,6 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
     outer, progress = progress, (ScaledProgress(progress, 0.05, 0.95) if progress else None)
     pre: PreprocessConfig = info["preprocess"]
     labels = cache.labels()
-    spec = get_spec(cfg.architecture)
     imagenet: bool | str
     if cfg.imagenet == "none":
         imagenet = False
@@ -244,7 +243,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
         trainable = set_trainable(_bare(model), cfg.architecture, pname)  # type: ignore[arg-type]
         net: nn.Module = model
         if world > 1:
-            net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            ids = [device.index] if device.type == "cuda" else None
+            net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=pepochs * batches, pct_start=0.15)
@@ -289,7 +289,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
             improved = False
             metrics: dict[str, Any] = {}
             if rank == 0:
-                _, probs = predict_probs(model, cache.images[idx["val"]], pre, device, cfg.eval_batch_size, 1.0, progress)
+                val_images = cache.images[idx["val"]]
+                _, probs = predict_probs(model, val_images, pre, device, cfg.eval_batch_size, 1.0, progress)
                 metrics = evaluate(probs, labels[idx["val"]])
                 improved = metrics["balanced_accuracy"] > state["best"]
                 if improved:
