@@ -14,6 +14,7 @@ from lesion_desktop.errors import LesionError
 
 CSV_COLUMNS = ["path", "prediction", *CLASS_CODES, "warnings"]
 BATCH = 16
+GUI_REQUESTED = -1
 
 
 def iter_inputs(paths: list[str]) -> Iterator[Path]:
@@ -22,24 +23,32 @@ def iter_inputs(paths: list[str]) -> Iterator[Path]:
 
     for p in map(Path, paths):
         if p.is_dir():
+            found = False
             for dirpath, dirnames, files in os.walk(p):
                 dirnames.sort()
                 for f in sorted(files):
                     if Path(f).suffix.lower() in IMAGE_SUFFIXES:
+                        found = True
                         yield Path(dirpath) / f
+            if not found:  # the loader's "is a folder" row tells the user it gave nothing to classify
+                yield p
         else:
             yield p
 
 
-def classify(paths: list[str], output: Path, models: Path, device: str = "auto", tta: bool = False,
-             progress_bar: bool | None = None) -> tuple[int, int]:
-    """Write the CSV; returns (classified, failed). Unreadable files get a row with the reason."""
-    from lesion_desktop.engine import EnsembleEngine
-    from lesion_desktop.imageio import load_image, quality_check
+def classify(paths: list[str], output: Path, models: Path | None, device: str = "auto", tta: bool = False,
+             progress_bar: bool | None = None, backend: str = "auto") -> tuple[int, int]:
+    """Write the CSV; returns (classified, failed). Unreadable files get a row with the reason.
 
-    engine = EnsembleEngine(models, device=device, tta=tta)
-    if engine.device_note:
-        print(f"note: {engine.device_note}", file=sys.stderr)
+    `models` None: the active models, falling back (with a note) when the installed ones are damaged.
+    """
+    from lesion_desktop.imageio import load_image, quality_check
+    from lesion_desktop.models_loader import open_engine
+
+    engine, notes = open_engine(models_dir=models, device=device, tta=tta, backend=backend)
+    for note in (*notes, engine.device_note):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     files = list(iter_inputs(paths))
     show = sys.stderr.isatty() if progress_bar is None else progress_bar
     bar = None
@@ -78,30 +87,27 @@ def classify(paths: list[str], output: Path, models: Path, device: str = "auto",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lesion-desktop", description="Skin-lesion decision support (not a diagnosis).")
+    p = argparse.ArgumentParser(prog="lesion-desktop",
+                                description="Skin-lesion decision support (not a diagnosis).")
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("classify", help="classify images or folders into a CSV")
     c.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     c.add_argument("--output", "-o", required=True, type=Path, help="CSV file to write")
     c.add_argument("--models", type=Path, default=None, help="ensemble or bundle folder (default: active models)")
     c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    c.add_argument("--tta", action="store_true", help="test-time augmentation (flips, 90-degree rotations)")
-    g = sub.add_parser("gui", help="start the desktop application (the default)")
-    g.add_argument("rest", nargs=argparse.REMAINDER)
+    c.add_argument("--tta", action="store_true", help="test-time augmentation: flips, 90-degree rotations")
+    c.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                   help="onnx: ONNX Runtime on the CPU (optional extra); auto: onnx where installed and faster")
+    sub.add_parser("gui", help="start the desktop application (the default with no command)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "classify":
-        from lesion_desktop.qt.app import run_gui
-
-        return run_gui([sys.argv[0], *(getattr(args, "rest", None) or [])])
-    from lesion_desktop.paths import active_models_dir
-
-    models = args.models or active_models_dir()
+        return GUI_REQUESTED  # lesion_desktop.__main__ starts the GUI: the CLI itself never imports Qt
     try:
-        ok, failed = classify(args.paths, args.output, models, args.device, args.tta)
+        ok, failed = classify(args.paths, args.output, args.models, args.device, args.tta, backend=args.backend)
     except LesionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,107 @@
+"""What the About box and the settings dialog say about the software and the models in use.
+
+Read straight from the manifests, so what the user sees is what the loaded files claim, including
+their training data and licence (HAM10000 is CC BY-NC: the models inherit it).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lesion_desktop import __version__
+from lesion_desktop.edition import name as edition_name
+
+if TYPE_CHECKING:  # the lite edition has no PyTorch
+    from lesion_desktop.engine import EnsembleEngine
+
+DISCLAIMER = "Decision support only — not a diagnosis. A clinician must make the diagnosis."
+_METRIC_NAMES = (("balanced_accuracy", "balanced accuracy"), ("melanoma_recall", "melanoma recall"),
+                 ("accuracy", "accuracy"), ("macro_auc", "macro AUC"))
+
+
+def metrics_line(m: Any) -> str:
+    if not isinstance(m, dict):
+        return ""
+    parts = [f"{label} {m[key]:.3f}" for key, label in _METRIC_NAMES if isinstance(m.get(key), int | float)]
+    if isinstance(m.get("n"), int):
+        parts.append(f"n = {m['n']}")
+    return ", ".join(parts)
+
+
+def _training_data(manifest: dict[str, Any], members: list[dict[str, Any]]) -> str:
+    sources = []
+    for m in [manifest, *members]:
+        t = m.get("training")
+        if isinstance(t, dict) and t.get("data"):
+            sources.append(str(t["data"]))
+    return ", ".join(sorted(set(sources))) or "not recorded in the manifest"
+
+
+def models_html(engine: EnsembleEngine | None, models_dir: Path | None = None, error: str = "") -> str:
+    """HTML describing the active ensemble: name, members, metrics, training data, licence."""
+    esc = html.escape
+    if engine is None:
+        where = f" from {esc(str(models_dir))}" if models_dir else ""
+        return f"<p><b>No models loaded</b>{where}.</p>" + (f"<p>{esc(error)}</p>" if error else "")
+    ens = engine.ensemble
+    man = ens.manifest
+    member_manifests = [m.manifest for m in ens.members]
+    rows = "".join(
+        f"<li>{esc(m.architecture)} — input {m.preprocess.input_size[1]}×{m.preprocess.input_size[0]} px, "
+        f"weight {w:.2f}, temperature {m.temperature:.2f}"
+        + (f"<br/><small>validation: {esc(metrics_line(m.manifest.get('metrics', {}).get('val')))}</small>"
+           if isinstance(m.manifest.get("metrics"), dict) and m.manifest["metrics"].get("val") else "")
+        + "</li>"
+        for m, w in zip(ens.members, ens.weights, strict=True)
+    )
+    metrics: dict[str, Any] = man["metrics"] if isinstance(man.get("metrics"), dict) else {}
+    metric_rows = "".join(
+        f"<li>{esc(split)}: {esc(metrics_line(metrics.get(split)))}</li>"
+        for split in ("val", "test") if metrics_line(metrics.get(split))
+    ) or "<li>none recorded</li>"
+    licence = man.get("licence") or (member_manifests[0].get("licence") if member_manifests else "") or "not stated"
+    return (
+        f"<p><b>Active models:</b> {esc(engine.version)}<br/>"
+        f"<small>{esc(str(ens.path))}</small><br/>"
+        f"created {esc(str(man.get('created', 'unknown')))}</p>"
+        f"<p><b>Members</b></p><ul>{rows}</ul>"
+        f"<p><b>Ensemble metrics</b></p><ul>{metric_rows}</ul>"
+        f"<p><b>Training data:</b> {esc(_training_data(man, member_manifests))}</p>"
+        f"<p><b>Licence:</b> {esc(str(licence))}</p>"
+    )
+
+
+def device_text(engine: EnsembleEngine | None) -> str:
+    if engine is None:
+        return "no models loaded"
+    dev = engine.device
+    name = str(dev)
+    if dev.type == "cuda":
+        import torch
+
+        name += f" ({torch.cuda.get_device_name(dev)})"
+    else:
+        name = "CPU"
+    return name + (" with test-time augmentation" if engine.tta else "")
+
+
+def about_html(engine: EnsembleEngine | None, models_dir: Path | None = None, error: str = "") -> str:
+    return (
+        f"<h3>Lesion Desktop {esc_version()}</h3>"
+        f"<p>Decision support for dermoscopy images of skin lesions: an ensemble of convolutional networks "
+        f"estimates the probabilities of seven diagnoses (HAM10000 classes).</p>"
+        f"<p style='color:#c62828'><b>{html.escape(DISCLAIMER)}</b></p>"
+        f"<p><b>Edition:</b> {html.escape(edition_name())}<br/>"
+        f"<b>Device in use:</b> {html.escape(device_text(engine))}"
+        + (f"<br/>{html.escape(engine.device_note)}" if engine is not None and engine.device_note else "")
+        + "</p>"
+        + models_html(engine, models_dir, error)
+        + "<p><small>Software licence: MIT. No data leaves this computer: the program makes no network "
+          "connections.</small></p>"
+    )
+
+
+def esc_version() -> str:
+    return html.escape(__version__)

@@ -1,0 +1,91 @@
+"""The main window's actions, menus and toolbar, declared in one place with their standard shortcuts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QStyle, QToolBar
+
+Std = QKeySequence.StandardKey
+
+
+@dataclass
+class Actions:
+    open: QAction
+    paste: QAction
+    camera: QAction
+    capture: QAction
+    export_pdf: QAction
+    quit: QAction
+    heatmap: QAction
+    history: QAction
+    settings: QAction
+    retrain: QAction
+    about: QAction
+
+
+def _action(win: QMainWindow, text: str, *keys: QKeySequence | Std | str, tip: str = "",
+            icon: QStyle.StandardPixmap | None = None, checkable: bool = False) -> QAction:
+    a = QAction(text, win)
+    seqs = []
+    for k in keys:
+        seqs.extend(QKeySequence.keyBindings(k) if isinstance(k, Std) else [QKeySequence(k)])
+    unique = {s.toString(): s for s in seqs if not s.isEmpty()}  # Std.Quit is Ctrl+Q already on Linux
+    a.setShortcuts(list(unique.values()))
+    if a.shortcuts():
+        key = a.shortcuts()[0].toString(QKeySequence.SequenceFormat.NativeText)
+        tip = f"{tip or text.replace('…', '').replace('&', '')} ({key})"
+    a.setToolTip(tip or text.replace("&", ""))
+    a.setStatusTip(tip)
+    if icon is not None:
+        a.setIcon(win.style().standardIcon(icon))
+    a.setCheckable(checkable)
+    win.addAction(a)  # shortcuts work even when the menu bar is hidden
+    return a
+
+
+def build_actions(win: QMainWindow, history_toggle: QAction) -> Actions:
+    sp = QStyle.StandardPixmap
+    history_toggle.setText("&History")
+    history_toggle.setShortcut(QKeySequence("Ctrl+Shift+H"))
+    return Actions(
+        open=_action(win, "&Open image…", Std.Open, tip="Open an image file", icon=sp.SP_DialogOpenButton),
+        paste=_action(win, "&Paste image", Std.Paste, tip="Classify the image or image file on the clipboard"),
+        camera=_action(win, "&Live camera", "Ctrl+L", tip="Start or stop the camera preview",
+                       icon=sp.SP_MediaPlay, checkable=True),
+        capture=_action(win, "&Capture", "Space", "Ctrl+Shift+C", tip="Capture the camera image and classify it",
+                        icon=sp.SP_DialogApplyButton),
+        export_pdf=_action(win, "&Export PDF report…", "Ctrl+E", tip="Save the current result as a PDF report",
+                           icon=sp.SP_DialogSaveButton),
+        quit=_action(win, "&Quit", Std.Quit, "Ctrl+Q"),
+        heatmap=_action(win, "Show &heat-map", "Ctrl+H", tip="Overlay the Grad-CAM heat-map on the network input",
+                        checkable=True),
+        history=history_toggle,
+        settings=_action(win, "&Settings…", Std.Preferences, "Ctrl+,", icon=sp.SP_FileDialogDetailedView),
+        retrain=_action(win, "&Retrain models…", tip="Fine-tune new models on your own data"),
+        about=_action(win, "&About Lesion Desktop", Std.HelpContents, "F1"),
+    )
+
+
+def build_menus(win: QMainWindow, a: Actions) -> QToolBar:
+    bar = win.menuBar()
+    file_menu = bar.addMenu("&File")
+    for act in (a.open, a.paste, None, a.camera, a.capture, None, a.export_pdf, None, a.quit):
+        file_menu.addSeparator() if act is None else file_menu.addAction(act)
+    view = bar.addMenu("&View")
+    view.addAction(a.heatmap)
+    view.addAction(a.history)
+    tools = bar.addMenu("&Tools")
+    tools.addAction(a.settings)
+    tools.addAction(a.retrain)
+    help_menu = bar.addMenu("&Help")
+    help_menu.addAction(a.about)
+    tb = QToolBar("Main toolbar", win)
+    tb.setObjectName("mainToolbar")
+    tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    for act in (a.open, a.paste, None, a.camera, a.capture, None, a.heatmap, a.export_pdf, None, a.settings):
+        tb.addSeparator() if act is None else tb.addAction(act)
+    win.addToolBar(tb)
+    return tb

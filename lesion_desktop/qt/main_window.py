@@ -1,0 +1,457 @@
+"""The main window: image in (file, drop, paste, camera), result out, history beside.
+
+All slow work (loading models, decoding, inference, Grad-CAM, saving) runs in one single-thread
+worker queue, so jobs run in the order the user asked for them and the window never freezes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QMimeData, QSettings, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lesion_desktop.edition import is_lite
+from lesion_desktop.imageio import IMAGE_SUFFIXES
+from lesion_desktop.paths import active_models_dir, config_dir, model_store_dir
+from lesion_desktop.qt.about import DISCLAIMER, device_text
+from lesion_desktop.qt.actions import build_actions, build_menus
+from lesion_desktop.qt.camera import CameraThread, SourceFactory, default_source
+from lesion_desktop.qt.history_panel import HistoryPanel
+from lesion_desktop.qt.imaging import qimage_to_rgb
+from lesion_desktop.qt.jobs import Analysis, EngineHolder, analyse, load_engine, reopen
+from lesion_desktop.qt.report_pdf import write_report
+from lesion_desktop.qt.result_panel import ResultPanel
+from lesion_desktop.qt.settings_dialog import SettingsDialog
+from lesion_desktop.qt.widgets import ImageView, MessageBar
+from lesion_desktop.qt.window_dialogs import WindowDialogs
+from lesion_desktop.qt.workers import Worker, WorkerRunner
+from lesion_desktop.records import RecordStore
+from lesion_desktop.settings import Settings, load_settings, save_settings
+from lesion_desktop.store import ModelStore
+
+if TYPE_CHECKING:  # both need PyTorch, which the lite edition does not ship
+    from lesion_desktop.engine import EnsembleEngine
+    from lesion_desktop.qt.retrain_dialog import RetrainDialog
+
+log = logging.getLogger(__name__)
+
+
+def window_settings() -> QSettings:
+    """QSettings only for window geometry, in the (redirectable) config folder, never the registry."""
+    return QSettings(str(config_dir() / "window.ini"), QSettings.Format.IniFormat)
+
+
+class MainWindow(QMainWindow):
+    result_shown = Signal(object)  # Analysis
+    engine_changed = Signal()  # after every (re)load, successful or not
+    failed = Signal(str)  # every error shown to the user
+
+    def __init__(self, settings: Settings | None = None, *, camera_source: SourceFactory | None = None,
+                 store: RecordStore | None = None, camera_retry_s: float = 1.0,
+                 models_dir_override: Path | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Lesion Desktop")
+        self.settings = settings if settings is not None else load_settings()
+        self.store = store or RecordStore()
+        self.model_store = ModelStore(model_store_dir())
+        self.camera_source = camera_source or default_source
+        self.camera_retry_s = camera_retry_s
+        self.models_dir_override = models_dir_override  # --models: this session only, never saved
+        self.holder = EngineHolder()
+        self.runner = WorkerRunner(1, self)
+        self.current: Analysis | None = None
+        self.camera: CameraThread | None = None
+        self.live_frame: np.ndarray | None = None
+        self.dialogs = WindowDialogs(self)
+        self._seq = 0
+        self._jobs = 0  # queued or running worker jobs, counted on the GUI thread
+        self._build_ui()
+        self.setAcceptDrops(True)
+        geo = window_settings()
+        geometry, state = geo.value("geometry"), geo.value("state")
+        if not (isinstance(geometry, QByteArray) and self.restoreGeometry(geometry)):
+            self.resize(1280, 800)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        self.reload_engine()
+
+    # ---- construction -------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.history = HistoryPanel(self.store, self)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.history)
+        self.history.open_requested.connect(self.open_record)
+        self.history.export_requested.connect(lambda rid: self.open_record(rid, export=True))
+        self.actions_ = build_actions(self, self.history.toggleViewAction())
+        build_menus(self, self.actions_)
+        a = self.actions_
+        a.open.triggered.connect(self.open_dialog)
+        a.paste.triggered.connect(self.paste)
+        a.camera.toggled.connect(self.set_camera_on)
+        a.capture.triggered.connect(self.capture)
+        a.export_pdf.triggered.connect(lambda: self.export_pdf())
+        a.quit.triggered.connect(self.close)
+        a.heatmap.setChecked(self.settings.show_heatmap)
+        a.heatmap.toggled.connect(self.set_heatmap_visible)
+        a.settings.triggered.connect(self.open_settings)
+        a.retrain.triggered.connect(self.open_retrain)
+        a.about.triggered.connect(self.show_about)
+        if is_lite():  # retraining and Grad-CAM need PyTorch: the full edition's
+            a.retrain.setVisible(False)
+            a.heatmap.setVisible(False)
+
+        self.disclaimer = QLabel(DISCLAIMER)
+        self.disclaimer.setObjectName("disclaimer")
+        self.disclaimer.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.disclaimer.setWordWrap(True)
+        self.disclaimer.setStyleSheet("QLabel#disclaimer {background:#fff4e5; color:#663c00; font-weight:bold;"
+                                      "padding:6px; border:1px solid #ffd59e; border-radius:4px;}")
+        self.message_bar = MessageBar()
+        self.live_view = ImageView("Camera preview")
+        self.live_view.hide()
+        self.image_view = ImageView("Open an image (Ctrl+O), drop one here, paste one (Ctrl+V) or start the "
+                                    "camera (Ctrl+L).")
+        self.input_view = ImageView("The network input (preprocessed image) appears here.")
+        views = QWidget()
+        vl = QHBoxLayout(views)
+        vl.setContentsMargins(0, 0, 0, 0)
+        for v in (self.live_view, self.image_view, self.input_view):
+            vl.addWidget(v)
+        self.result_panel = ResultPanel()
+        scroll = QScrollArea()
+        scroll.setWidget(self.result_panel)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # wrap text, never clip it
+        scroll.setMinimumWidth(self.result_panel.minimumWidth() + 24)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(views)
+        splitter.addWidget(scroll)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setChildrenCollapsible(False)
+        splitter.setSizes([700, 440])
+        central = QWidget()
+        cl = QVBoxLayout(central)
+        cl.addWidget(self.disclaimer)
+        cl.addWidget(self.message_bar)
+        cl.addWidget(splitter, 1)
+        self.setCentralWidget(central)
+        self.device_label = QLabel()
+        self.model_label = QLabel()
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(120)
+        self.busy.hide()
+        sb = self.statusBar()
+        sb.addPermanentWidget(self.busy)
+        sb.addPermanentWidget(self.device_label)
+        sb.addPermanentWidget(self.model_label)
+        self.apply_display_settings()
+
+    def apply_display_settings(self) -> None:
+        self.input_view.setVisible(self.settings.show_preprocessed)
+        if self.current is not None:
+            self.show_analysis(self.current)  # the threshold or heat-map opacity may have changed
+
+    def save_settings(self, new: Settings) -> bool:
+        """Save and adopt `new`; a failure to write is shown, and the old settings stay in force."""
+        try:
+            save_settings(new)
+        except OSError as e:
+            log.exception("Saving settings failed")
+            self.show_error(f"Could not save the settings: {e}")
+            return False
+        self.settings = new
+        return True
+
+    # Dialogs live in window_dialogs.py; these are the window's entry points to them.
+    def open_settings(self) -> SettingsDialog:
+        return self.dialogs.open_settings()
+
+    def open_retrain(self) -> RetrainDialog:
+        return self.dialogs.open_retrain()
+
+    def show_about(self) -> QMessageBox:
+        return self.dialogs.show_about()
+
+    # ---- models -------------------------------------------------------------------------------------
+    @property
+    def engine(self) -> EnsembleEngine | None:
+        return self.holder.get()
+
+    def models_dir(self) -> Path:
+        if self.models_dir_override is not None:
+            return self.models_dir_override
+        return Path(self.settings.models_dir) if self.settings.models_dir else active_models_dir()
+
+    def reload_engine(self) -> None:
+        s = self.settings
+        self.model_label.setText("Loading models…")
+        self.device_label.setText("")
+        worker = Worker(load_engine, self.holder, self.models_dir(), s.device, s.tta, name="load models")
+        worker.signals.finished.connect(self._on_engine_loaded)
+        worker.signals.errored.connect(self._on_engine_failed)
+        self._start(worker)
+
+    def _on_engine_loaded(self, engine: EnsembleEngine) -> None:
+        self._update_status_labels()
+        if engine.device_note:
+            self.message_bar.show_message(engine.device_note, "warning")
+        self.statusBar().showMessage(f"Models {engine.version} ready on {device_text(engine)}.", 5000)
+        self.engine_changed.emit()
+
+    def _on_engine_failed(self, message: str) -> None:
+        self._update_status_labels()
+        self.show_error(message)
+        self.engine_changed.emit()
+
+    def _update_status_labels(self) -> None:
+        e = self.engine
+        self.device_label.setText(f"Device: {device_text(e)}")
+        self.model_label.setText(f"Models: {e.version}" if e is not None else "Models: none loaded")
+
+    # ---- work queue ---------------------------------------------------------------------------------
+    def _start(self, worker: Worker) -> None:
+        self._jobs += 1
+        self.busy.show()
+        worker.signals.finished.connect(lambda _r: self._job_done())
+        worker.signals.errored.connect(lambda _m: self._job_done())
+        self.runner.start(worker)
+
+    def _job_done(self) -> None:
+        self._jobs -= 1
+        if self._jobs <= 0:
+            self._jobs = 0
+            self.busy.hide()
+
+    @property
+    def idle(self) -> bool:
+        """No queued or running job (tests wait for this)."""
+        return self._jobs == 0
+
+    def show_error(self, message: str) -> None:
+        self.message_bar.show_message(message, "error")
+        self.statusBar().showMessage(message.splitlines()[0] if message else "Error", 10000)
+        self.failed.emit(message)
+
+    # ---- input --------------------------------------------------------------------------------------
+    def classify(self, source: Path | bytes | np.ndarray, name: str) -> None:
+        """Queue one image (file, encoded bytes or RGB array) for analysis."""
+        self._seq += 1
+        self.result_panel.show_busy(f"Analysing {name}…")
+        self.message_bar.dismiss()
+        worker = Worker(analyse, self.holder, source, source_name=name, store=self.store,
+                        threshold=self.settings.warning_threshold, seq=self._seq, name="analyse")
+        worker.signals.partial.connect(self._on_analysis_partial)
+        worker.signals.finished.connect(self._on_analysis)
+        worker.signals.errored.connect(self._on_analysis_failed)
+        self._start(worker)
+
+    def open_path(self, path: Path) -> None:
+        self.classify(Path(path), Path(path).name)
+
+    def open_dialog(self) -> None:
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", str(Path.home()),
+                                              f"Images ({patterns});;All files (*)")
+        if path:
+            self.open_path(Path(path))
+
+    def open_mime(self, mime: QMimeData) -> bool:
+        """Open what a drop or the clipboard holds: a local file, an image, or a file path as text."""
+        urls = [u for u in mime.urls()] if mime.hasUrls() else []
+        local = [Path(u.toLocalFile()) for u in urls if u.isLocalFile()]
+        if local:
+            self.open_path(local[0])
+            return True
+        if mime.hasImage():
+            data = mime.imageData()
+            image = data.toImage() if isinstance(data, QPixmap) else QImage(data)
+            if not image.isNull():
+                self.classify(qimage_to_rgb(image), f"Pasted image {_dt.datetime.now():%H:%M:%S}")
+                return True
+        if urls:
+            self.show_error("Only files on this computer can be opened; this program never downloads anything.")
+            return False
+        text = mime.text().strip() if mime.hasText() else ""
+        if text and "\n" not in text and Path(text).is_file():
+            self.open_path(Path(text))
+            return True
+        return False
+
+    def paste(self) -> None:
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is None or not self.open_mime(mime):
+            self.message_bar.show_message("The clipboard holds no image or image file.", "warning")
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        if self.open_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    # ---- results ------------------------------------------------------------------------------------
+    def _on_analysis_partial(self, value: Any) -> None:
+        if isinstance(value, dict) and value.get("seq") == self._seq and isinstance(value.get("image"), np.ndarray):
+            self.image_view.set_image(value["image"], value.get("name", ""))
+            self.input_view.set_image(None)
+
+    def _on_analysis(self, analysis: Analysis) -> None:
+        self.history.refresh(select_id=analysis.record.id)
+        if analysis.seq == self._seq:  # a later request supersedes this one
+            self.show_analysis(analysis)
+
+    def _on_analysis_failed(self, message: str) -> None:
+        self.show_error(message)
+        if self.current is not None:
+            self.show_analysis(self.current)
+        else:
+            self.result_panel.clear()
+            self.image_view.set_image(None)
+
+    def show_analysis(self, analysis: Analysis) -> None:
+        self.current = analysis
+        rec = analysis.record
+        self.image_view.set_image(analysis.image, f"{rec.source_name} ({analysis.image.shape[1]}×"
+                                                  f"{analysis.image.shape[0]} px)")
+        self._show_input_view()
+        stored = float(rec.details.get("threshold", self.settings.warning_threshold))
+        # Whichever threshold is stricter: a result never loses its warning because settings changed.
+        self.result_panel.show_record(rec, min(stored, self.settings.warning_threshold))
+        self.statusBar().showMessage(f"{rec.source_name}: {rec.top_name} ({rec.probabilities.max():.0%})", 10000)
+        self.result_shown.emit(analysis)
+
+    def _show_input_view(self) -> None:
+        a = self.current
+        if a is None or a.preprocessed is None:
+            self.input_view.set_image(None)
+            return
+        h, w = a.preprocessed.shape[:2]
+        if self.actions_.heatmap.isChecked() and a.heatmap is not None:
+            from lesion_desktop.explain import overlay
+
+            self.input_view.set_image(overlay(a.preprocessed, a.heatmap, self.settings.heatmap_opacity),
+                                      f"Grad-CAM for {a.record.top_code} on the network input ({w}×{h})")
+        else:
+            self.input_view.set_image(a.preprocessed, f"Network input: what the models see ({w}×{h})")
+
+    def set_heatmap_visible(self, on: bool) -> None:
+        if on != self.settings.show_heatmap:
+            self.save_settings(replace(self.settings, show_heatmap=on))
+        self._show_input_view()
+
+    def open_record(self, record_id: int, export: bool = False) -> None:
+        self._seq += 1
+        worker = Worker(reopen, self.store, record_id, self._seq, name="reopen")
+        worker.signals.finished.connect(lambda a: self._on_reopened(a, export))
+        worker.signals.errored.connect(self.show_error)
+        self._start(worker)
+
+    def _on_reopened(self, analysis: Analysis, export: bool) -> None:
+        if analysis.seq == self._seq:
+            self.show_analysis(analysis)
+            if export:
+                self.export_pdf()
+
+    def export_pdf(self, path: Path | None = None) -> Path | None:
+        a = self.current
+        if a is None:
+            self.message_bar.show_message("There is no result to export yet.", "warning")
+            return None
+        if path is None:
+            default = Path.home() / f"lesion-report-{Path(a.record.source_name).stem}.pdf"
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export PDF report", str(default), "PDF (*.pdf)")
+            if not chosen:
+                return None
+            path = Path(chosen)
+        try:
+            write_report(path, a.record, a.image, a.preprocessed, a.heatmap, self.settings.warning_threshold,
+                         self.settings.heatmap_opacity)
+        except OSError as e:
+            log.exception("PDF export failed")
+            self.show_error(f"Could not write the report {path}: {e}")
+            return None
+        self.statusBar().showMessage(f"Report saved: {path}", 10000)
+        return path
+
+    # ---- camera -------------------------------------------------------------------------------------
+    def set_camera_on(self, on: bool) -> None:
+        if on and self.camera is None:
+            self.camera = CameraThread(self.camera_source(self.settings), retry_s=self.camera_retry_s, parent=self)
+            self.camera.frame_ready.connect(self._on_frame)
+            self.camera.status_changed.connect(self._on_camera_status)
+            self.live_view.set_image(None, "Starting the camera…")
+            self.live_view.show()
+            self.camera.start()
+        elif not on and self.camera is not None:
+            self.stop_camera()
+        if self.actions_.camera.isChecked() != on:
+            self.actions_.camera.setChecked(on)
+
+    def stop_camera(self) -> None:
+        if self.camera is not None:
+            self.camera.stop()
+            self.camera.deleteLater()
+            self.camera = None
+        self.live_frame = None
+        self.live_view.hide()
+        self.actions_.camera.setChecked(False)
+
+    def _on_frame(self, frame: np.ndarray) -> None:
+        if self.camera is None:
+            return
+        self.live_frame = frame
+        self.live_view.set_image(frame, f"Live: {self.camera.source.description} ({frame.shape[1]}×{frame.shape[0]})")
+        self.camera.frame_consumed()
+
+    def _on_camera_status(self, state: str, message: str) -> None:
+        if state == "live":
+            if self.message_bar.level in ("error", "warning"):
+                self.message_bar.show_message(message, "info")
+            self.statusBar().showMessage(message, 5000)
+        else:
+            self.live_frame = None
+            self.live_view.set_image(None, message)
+            self.message_bar.show_message(message, "warning")
+
+    def capture(self) -> None:
+        if self.camera is None:
+            self.set_camera_on(True)
+            self.message_bar.show_message("Starting the camera: press Capture (Space) again when the lesion is in "
+                                          "view.", "info")
+            return
+        if self.live_frame is None:
+            self.message_bar.show_message("No camera image yet; wait for the preview.", "warning")
+            return
+        self.classify(self.live_frame.copy(), f"Camera capture {_dt.datetime.now():%Y-%m-%d %H:%M:%S}")
+
+    # ---- shutdown -----------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self.stop_camera()
+        self.dialogs.shutdown()
+        self.runner.shutdown()
+        geo = window_settings()
+        geo.setValue("geometry", self.saveGeometry())
+        geo.setValue("state", self.saveState())
+        geo.sync()
+        super().closeEvent(event)
