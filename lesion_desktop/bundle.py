@@ -142,11 +142,19 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise BundleError(f"{path} is {size} bytes; a manifest is never that large.")
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON ({e}).") from None
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, 4300+ digit numbers, absurd nesting
+        raise BundleError(f"{path} is not valid JSON ({type(e).__name__}: {str(e)[:200]}).") from None
     if not isinstance(data, dict):
         raise BundleError(f"{path} must hold a JSON object.")
     return data
+
+
+def _finite(v: float) -> float:
+    """float(v), with integers too large for a float (valid JSON) read as infinity instead of raising."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf
 
 
 def _require(m: dict[str, Any], key: str, typ: type | tuple[type, ...], where: Path) -> Any:
@@ -175,7 +183,7 @@ def _check_safetensors_file(path: Path) -> None:
     try:
         meta = json.loads(header)
         end = max((int(v["data_offsets"][1]) for k, v in meta.items() if k != "__metadata__"), default=0)
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError):
         raise BundleError(f"{path.name} is truncated or is not a safetensors file (bad header).") from None
     if 8 + hlen + end != size:
         raise BundleError(f"{path.name} is truncated or padded: {size} bytes, expected {8 + hlen + end}.")
@@ -207,7 +215,7 @@ def load_bundle(folder: Path, device: torch.device | str = "cpu") -> ModelBundle
         raise BundleError(f"{folder}: bad preprocessing in manifest: {e}.") from None
     if list(pre.input_size) != _require(m, "input_size", list, folder):
         raise BundleError(f"{folder}: input_size disagrees with the preprocessing block.")
-    temp = float(_require(m, "temperature", (int, float), folder))
+    temp = _finite(_require(m, "temperature", (int, float), folder))
     if not (math.isfinite(temp) and 0.05 <= temp <= 20):
         raise BundleError(f"{folder}: temperature {temp} is outside 0.05..20.")
     wname = _require(m, "weights_file", str, folder)
@@ -302,13 +310,17 @@ def load_ensemble(folder: Path, device: torch.device | str = "cpu") -> Ensemble:
     for e in entries:
         if not isinstance(e, dict) or not isinstance(e.get("path"), str):
             raise BundleError(f"{folder}: malformed member entry {e!r}.")
-        sub = (folder / e["path"]).resolve()
+        try:
+            sub = (folder / e["path"]).resolve()
+            found = sub.is_dir()
+        except (OSError, ValueError):  # NUL bytes, names too long for the file system
+            raise BundleError(f"{folder}: member path {e['path'][:100]!r} is not a valid folder name.") from None
         if root not in sub.parents:
             raise BundleError(f"{folder}: member path {e['path']!r} points outside the ensemble folder.")
-        if not sub.is_dir():
+        if not found:
             raise BundleError(f"{folder}: member {e['path']!r} is missing.")
         w = e.get("weight", 1.0)
-        if not isinstance(w, int | float) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+        if not isinstance(w, int | float) or isinstance(w, bool) or not math.isfinite(_finite(w)) or w < 0:
             raise BundleError(f"{folder}: member {e['path']!r} has an invalid weight {w!r}.")
         digest = e.get("manifest_sha256")
         if digest is not None and (sub / MANIFEST).is_file() and sha256_file(sub / MANIFEST) != digest:

@@ -6,60 +6,19 @@ and touches no Qt object.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lesion_desktop.bundle import Ensemble, load_ensemble
-from lesion_desktop.classes import CLASS_CODES, CLASSES, MALIGNANT_INDICES
+from lesion_desktop.classes import CLASS_CODES
+from lesion_desktop.prediction import Prediction
 from lesion_desktop.preprocess import PreprocessConfig, normalise_batch, prepare_image
-
-
-@dataclass
-class Prediction:
-    probabilities: np.ndarray  # (7,) ensemble probabilities, sum 1
-    member_probabilities: dict[str, np.ndarray]
-    seconds: float
-    preprocessed: np.ndarray | None = field(default=None, repr=False)  # first member's network input (uint8)
-
-    @property
-    def top_index(self) -> int:
-        return int(np.argmax(self.probabilities))
-
-    @property
-    def top_code(self) -> str:
-        return CLASS_CODES[self.top_index]
-
-    @property
-    def top_name(self) -> str:
-        return CLASSES[self.top_index].name
-
-    @property
-    def malignant_probability(self) -> float:
-        """Combined probability of mel, bcc and akiec: what a benign top label must never hide."""
-        return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
-
-    @property
-    def member_agreement(self) -> float:
-        """Fraction of members whose top class is the ensemble's top class."""
-        if not self.member_probabilities:
-            return 1.0
-        tops = [int(np.argmax(p)) for p in self.member_probabilities.values()]
-        return sum(t == self.top_index for t in tops) / len(tops)
-
-    @property
-    def member_spread(self) -> float:
-        """Largest difference between members' probabilities for the top class (0 = full agreement)."""
-        vals = [float(p[self.top_index]) for p in self.member_probabilities.values()]
-        return max(vals) - min(vals) if vals else 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return {c: float(p) for c, p in zip(CLASS_CODES, self.probabilities, strict=True)}
 
 
 def resolve_device(requested: str = "auto") -> tuple[torch.device, str]:
@@ -88,11 +47,17 @@ def _tta_views(x: torch.Tensor) -> list[torch.Tensor]:
 
 
 class EnsembleEngine:
-    def __init__(self, models_dir: Path | str, device: str = "auto", tta: bool = False) -> None:
+    def __init__(self, models_dir: Path | str, device: str = "auto", tta: bool = False,
+                 backend: str = "auto") -> None:
+        """`backend`: "torch", "onnx" (ONNX Runtime, CPU only, optional extra) or "auto" (ONNX when installed)."""
+        from lesion_desktop.onnx_backend import select_backend
+
         self.device, self.device_note = resolve_device(device)
         self.tta = tta
         self._lock = threading.Lock()
         self.ensemble: Ensemble = load_ensemble(Path(models_dir), self.device)
+        self.backend, self._forwards, note = select_backend(self.ensemble, self.device, backend)
+        self.device_note = " ".join(n for n in (self.device_note, note) if n)
         if self.device.type == "cpu":
             for m in self.ensemble.members:
                 m.model.to(memory_format=torch.channels_last)
@@ -106,23 +71,31 @@ class EnsembleEngine:
         return [m.name for m in self.ensemble.members]
 
     def warm_up(self) -> None:
+        """Make the first real image as fast as the next ones, then keep the cyclic GC off the loaded objects.
+
+        gc.freeze(): a full collection over a loaded app's ~400k long-lived objects (modules, models,
+        widgets) holds the GIL ~170 ms in whichever thread triggers it, stalling the GUI thread
+        (benchmarks/bench_gui_stall.py); frozen objects are still freed by reference counting.
+        """
         self.predict([np.zeros((150, 200, 3), np.uint8)])
+        gc.freeze()
 
     def _member_probs(self, member_idx: int, batch: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
         m = self.ensemble.members[member_idx]
+        forward = self._forwards[member_idx] if self._forwards else m.model
         x = normalise_batch(batch, cfg).to(self.device)
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and not self._forwards:
             x = x.contiguous(memory_format=torch.channels_last)
         n = x.shape[0]
         use_amp = self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
             if not self.tta:
-                logits = m.model(x).float()
+                logits = forward(x).float()
                 return torch.softmax(logits / m.temperature, dim=1).cpu()
             acc = torch.zeros(n, len(CLASS_CODES))
             count = 0
             for view in _tta_views(x):
-                logits = m.model(view).float().cpu()
+                logits = forward(view).float().cpu()
                 p = torch.softmax(logits / m.temperature, dim=1).view(-1, n, len(CLASS_CODES))
                 acc += p.sum(0)
                 count += p.shape[0]

@@ -10,6 +10,7 @@ downsampled with area interpolation, which removes the detail the models never s
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,7 +60,13 @@ class PreprocessConfig:
             v = d.get(key, default)
             if not (isinstance(v, list | tuple) and len(v) == 3 and all(isinstance(x, int | float) for x in v)):
                 raise ValueError(f"{key} must be three numbers")
-            return (float(v[0]), float(v[1]), float(v[2]))
+            try:
+                out = (float(v[0]), float(v[1]), float(v[2]))
+            except OverflowError:
+                raise ValueError(f"{key} must be three finite numbers") from None
+            if not all(math.isfinite(x) for x in out):  # NaN or infinity would turn every prediction into NaN
+                raise ValueError(f"{key} must be three finite numbers")
+            return out
 
         std = triple("std", IMAGENET_STD)
         if min(std) <= 0:

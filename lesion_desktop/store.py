@@ -9,8 +9,10 @@ leaves either the old or the new pointer, each naming a complete folder.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,22 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _install_error(root: Path, e: OSError) -> str:
+    """A sentence naming the problem; copytree reports per-file errors as text, so the errno is read back."""
+    code, detail = e.errno, e.strerror or str(e)
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list) and e.args[0]:
+        detail = str(e.args[0][0][-1])
+        found = re.search(r"\[Errno (\d+)\]", detail)
+        code = int(found.group(1)) if found else None
+    if code == errno.ENOSPC:
+        why = "the disk is full. Free some space and try again"
+    elif code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        why = f"the folder is read-only or not writable ({os.strerror(code)})"
+    else:
+        why = detail.rstrip(".")
+    return f"Could not install the new models in {root}: {why}. The models in use are unchanged."
 
 
 class ModelStore:
@@ -75,6 +93,13 @@ class ModelStore:
         """The installed ensemble in use, or None for the bundled default."""
         return self._path(self._read_pointer().get("active"))
 
+    def pointer_names(self) -> tuple[str | None, str | None]:
+        """The (active, previous) names the pointer records, whether or not their folders still exist."""
+        ptr = self._read_pointer()
+        active, previous = ptr.get("active"), ptr.get("previous")
+        return (active if isinstance(active, str) and active else None,
+                previous if isinstance(previous, str) and previous else None)
+
     def previous(self) -> Path | None:
         return self._path(self._read_pointer().get("previous"))
 
@@ -97,23 +122,28 @@ class ModelStore:
         load_ensemble(candidate)  # refuses anything that would not load
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         name = name or f"ensemble-{stamp}"
-        self.ensembles.mkdir(parents=True, exist_ok=True)
-        self.clean_partial()
         tmp = self.ensembles / f".incoming-{name}"
         final = self.ensembles / name
-        if final.exists():
-            raise BundleError(f"An installed ensemble named {name} already exists.")
         try:
+            self.ensembles.mkdir(parents=True, exist_ok=True)
+            self.clean_partial()
+            if final.exists():
+                raise BundleError(f"An installed ensemble named {name} already exists.")
             shutil.copytree(candidate, tmp)
             _fsync_tree(tmp)
             os.replace(tmp, final)
             _fsync_dir(self.ensembles)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise BundleError(f"Could not install the new models in {self.root}: {e.strerror or e}.") from None
-        load_ensemble(final)
+            raise BundleError(_install_error(self.root, e)) from None
         ptr = self._read_pointer()
-        self._write_pointer({"active": name, "previous": ptr.get("active"), "installed": stamp})
+        try:
+            load_ensemble(final)
+            self._write_pointer({"active": name, "previous": ptr.get("active"), "installed": stamp})
+        except (OSError, BundleError) as e:  # never leave a copy behind that is not the active one
+            if self._read_pointer().get("active") != name:  # (the rename may have happened before the error)
+                shutil.rmtree(final, ignore_errors=True)
+            raise BundleError(_install_error(self.root, e) if isinstance(e, OSError) else str(e)) from None
         self._prune(keep={name, ptr.get("active")})
         return final
 

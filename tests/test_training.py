@@ -13,6 +13,8 @@ from lesion_desktop.bundle import load_bundle, load_ensemble
 from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.errors import CancelledError, DatasetError
 from lesion_desktop.preprocess import PreprocessConfig
+from tests.helpers import HAM, make_tiny_ensemble, require_data
+from tests.training_data import make_class_folders, make_ham_subset
 from training.calibrate import fit_temperature
 from training.data import build_cache, read_dataset
 from training.ensemble import choose_weights, combine
@@ -22,8 +24,6 @@ from training.progress import TaskState
 from training.report import write_report
 from training.splits import check_no_leak, lesion_grouped_split, split_counts
 from training.trainer import TrainConfig, train
-from tests.helpers import HAM, make_tiny_ensemble, require_data
-from tests.training_data import make_class_folders, make_ham_subset
 
 
 def test_real_metadata_split_is_lesion_grouped_and_stratified():
@@ -194,3 +194,13 @@ def test_retrain_pipeline_then_install_and_roll_back(tmp_path):
     assert store.active() == installed
     assert store.rollback() is None  # back to the bundled default
     assert store.rollback() == installed
+
+
+def test_a_finished_run_can_be_given_more_epochs(tmp_path):
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    first = train(_tiny_cfg(data, tmp_path / "run"))
+    assert [h["phase"] for h in first.history] == ["head", "top", "all"]
+    more = train(_tiny_cfg(data, tmp_path / "run", epochs_all=3))
+    assert [h["phase"] for h in more.history] == ["head", "top", "all", "all", "all"]
+    assert more.history[:3] == first.history
+    assert load_bundle(more.bundle).manifest["training"]["config"]["epochs_all"] == 3

@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,14 +221,23 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
             if progress is not None:
                 progress.report(0.0, "A checkpoint from a different configuration was set aside")
             resume = None
+    phases = cfg.phases()
+    old_phases: list[tuple[str, int, float]] = []
     if resume is not None:
         model.load_state_dict(resume["model"])
         state = resume["state"]
         torch.set_rng_state(resume["torch_rng"])
-        if progress is not None:
-            progress.report(0.0, f"Resuming at phase {state['phase'] + 1}, epoch {state['epoch'] + 1}")
-
-    phases = cfg.phases()
+        # Where to go on is derived from the epochs done per phase, so a resumed run may also be
+        # given more (or fewer) epochs than it started with.
+        old_phases = TrainConfig(**{**resume["config"], "input_size": cfg.input_size}).phases()
+        done_per_phase = Counter(h["phase"] for h in state["history"])
+        pos = next((i for i, (n, e, _) in enumerate(phases) if done_per_phase[n] < e), len(phases))
+        state["phase"] = pos
+        state["epoch"] = done_per_phase[phases[pos][0]] if pos < len(phases) else 0
+        if old_phases != phases:
+            state["since_best"] = 0
+        if progress is not None and pos < len(phases):
+            progress.report(0.0, f"Resuming {phases[pos][0]} at epoch {state['epoch'] + 1}")
     total_epochs = sum(p[1] for p in phases)
     n_train = len(idx["train"])
     per_rank = int(math.ceil(n_train / world))
@@ -247,11 +257,18 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
             net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=pepochs * batches, pct_start=0.15)
         start_epoch = state["epoch"] if pi == state["phase"] else 0
-        if resume is not None and resume.get("opt_phase") == pi and start_epoch > 0:
-            opt.load_state_dict(resume["optimizer"])
-            sched.load_state_dict(resume["scheduler"])
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=pepochs * batches, pct_start=0.15)
+        if resume is not None and start_epoch > 0:
+            saved_phase = resume.get("opt_phase_name") or old_phases[int(resume.get("opt_phase", -1))][0]
+            same_length = dict((n, e) for n, e, _ in old_phases).get(pname) == pepochs
+            if saved_phase == pname:
+                opt.load_state_dict(resume["optimizer"])
+            if saved_phase == pname and same_length:
+                sched.load_state_dict(resume["scheduler"])
+            else:  # a phase lengthened on resume: a short warm restart at half the rate over what is left
+                sched = torch.optim.lr_scheduler.OneCycleLR(
+                    opt, max_lr=lr / 2, total_steps=(pepochs - start_epoch) * batches, pct_start=0.05)
         scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         for ep in range(start_epoch, pepochs):
             te = time.time()
@@ -310,7 +327,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
             if rank == 0:
                 _save_atomic({"config": json.loads(json.dumps(asdict(cfg))), "arch": cfg.architecture,
                               "model": _bare(model).state_dict(), "optimizer": opt.state_dict(),
-                              "scheduler": sched.state_dict(), "state": state, "opt_phase": pi,
+                              "scheduler": sched.state_dict(), "state": state, "opt_phase_name": pname,
                               "torch_rng": torch.get_rng_state()}, ckpt_path)
                 if progress is not None:
                     progress.partial({"event": "epoch", **entry})
@@ -334,7 +351,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in ("command", "device", "eval_batch_size")}
+    ignored = ("command", "device", "eval_batch_size", "epochs_head", "epochs_top", "epochs_all", "patience")
+    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in ignored}
 
 
 def _eta(epoch_times: list[float], te: float, b: int, batches: int, remaining_epochs: int) -> float:

@@ -46,6 +46,7 @@ class EngineHolder:
         self._lock = threading.Lock()
         self._engine: EnsembleEngine | None = None
         self.error = "The models are still loading."
+        self.notes: list[str] = []  # why the models in use are not the ones first tried (fallback)
 
     def get(self) -> EnsembleEngine | None:
         with self._lock:
@@ -62,12 +63,19 @@ class EngineHolder:
         return engine
 
 
-def load_engine(progress: Progress, holder: EngineHolder, models_dir: Path, device: str,
+def load_engine(progress: Progress, holder: EngineHolder, models_dir: Path | None, device: str,
                 tta: bool) -> EnsembleEngine:
+    """Load the models; without an explicit folder, fall back from damaged installed models (and say so)."""
+    from lesion_desktop.models_loader import open_engine
+
     holder.set(None, "The models are still loading.")
-    progress.report(0.1, f"Loading the models from {models_dir}…")
+    holder.notes = []
+    progress.report(0.1, f"Loading the models from {models_dir or 'the active model store'}…")
     try:
-        engine = create_engine(models_dir, device=device, tta=tta)
+        if models_dir is not None:
+            engine = create_engine(models_dir, device=device, tta=tta)
+        else:
+            engine, holder.notes = open_engine(device=device, tta=tta)
         progress.report(0.7, "Warming up the models…")
         engine.warm_up()
     except LesionError as e:

@@ -200,21 +200,26 @@ class MainWindow(QMainWindow):
     def models_dir(self) -> Path:
         if self.models_dir_override is not None:
             return self.models_dir_override
-        return Path(self.settings.models_dir) if self.settings.models_dir else active_models_dir()
+        if self.settings.models_dir:
+            return Path(self.settings.models_dir)
+        e = self.engine
+        return e.ensemble.path if e is not None else active_models_dir()
 
     def reload_engine(self) -> None:
         s = self.settings
         self.model_label.setText("Loading models…")
         self.device_label.setText("")
-        worker = Worker(load_engine, self.holder, self.models_dir(), s.device, s.tta, name="load models")
+        explicit = self.models_dir_override or (Path(s.models_dir) if s.models_dir else None)
+        worker = Worker(load_engine, self.holder, explicit, s.device, s.tta, name="load models")
         worker.signals.finished.connect(self._on_engine_loaded)
         worker.signals.errored.connect(self._on_engine_failed)
         self._start(worker)
 
     def _on_engine_loaded(self, engine: EnsembleEngine) -> None:
         self._update_status_labels()
-        if engine.device_note:
-            self.message_bar.show_message(engine.device_note, "warning")
+        notes = [*self.holder.notes, *([engine.device_note] if engine.device_note else [])]
+        if notes:
+            self.message_bar.show_message(" ".join(notes), "warning")
         self.statusBar().showMessage(f"Models {engine.version} ready on {device_text(engine)}.", 5000)
         self.engine_changed.emit()
 
