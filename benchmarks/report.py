@@ -99,7 +99,8 @@ def gui_stall(d: dict[str, Any]) -> str:
              None if s["ratio_max_vs_idle"] is None else f"{s['ratio_max_vs_idle']:.1f}x"]
             for k, s in d["summary"].items()]
     return "\n".join([
-        f"### GUI responsiveness (QTimer every {d['tick_ms']} ms on the GUI thread)", "", _when(d), "",
+        f"### GUI responsiveness (QTimer every {d['tick_ms']} ms on the GUI thread)"
+        + ("" if d.get("gc_freeze", True) else ": without the GC freeze (`--no-gc-freeze`)"), "", _when(d), "",
         table(rows, ["phase", "ticks", "median gap ms", "p99 gap ms", "max gap ms", "gaps > 50 ms",
                      "max vs idle"]), "",
         f"Target: no stall over {d['target_ms']:.0f} ms: worst {d['worst_ms']:.0f} ms, "
@@ -120,17 +121,19 @@ def flops(d: dict[str, Any]) -> str:
                     for k, v in d["ensembles"].items())
     return "\n".join([
         "### The limit: FLOPs per image and the machine's peak", "", _when(d), "",
-        table(prow, ["peak (torch.mm 2048x2048)", "threads", "dtype", "median GFLOP/s", "best GFLOP/s"]), "",
+        table(prow, ["peak (torch.mm 2048x2048 / conv 3x3 256ch)", "threads", "dtype", "median GFLOP/s",
+                     "best GFLOP/s"]), "",
         table(rows, ["model", "input", "GFLOPs", "GMACs", "backend", "batch", "ms/image (forward only)",
                      "achieved GFLOP/s", "of fp32 peak", "floor ms at peak"]), "",
         f"FLOPs counted by `torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products; "
-        f"1 multiply-add = 2 FLOPs). fp32 peak used (best repetition): {peak:.1f} GFLOP/s. {ens}.", ""])
+        f"1 multiply-add = 2 FLOPs). fp32 peak used (best repetition of `{d.get('peak_source')}`): "
+        f"{peak:.1f} GFLOP/s. {ens}.", ""])
 
 
 def build() -> str:
     parts = []
     for name, fn in (("latency", latency), ("classify", classify), ("startup", startup),
-                     ("gui_stall", gui_stall), ("flops", flops)):
+                     ("gui_stall", gui_stall), ("gui_stall-no_gc_freeze", gui_stall), ("flops", flops)):
         d = _load(name)
         if d:
             parts.append(fn(d))

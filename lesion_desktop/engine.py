@@ -10,6 +10,7 @@ import gc
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,17 +108,19 @@ class EnsembleEngine:
             return []
         with self._lock, torch.inference_mode():
             t0 = time.perf_counter()
+            # Keyed by the pixel-affecting fields only: members differing just in mean/std share one resize.
             prepared: dict[PreprocessConfig, np.ndarray] = {}
             member_probs: list[torch.Tensor] = []
             for i, m in enumerate(self.ensemble.members):
-                if m.preprocess not in prepared:
-                    prepared[m.preprocess] = np.stack([prepare_image(img, m.preprocess) for img in images])
-                member_probs.append(self._member_probs(i, prepared[m.preprocess], m.preprocess))
+                key = replace(m.preprocess, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+                if key not in prepared:
+                    prepared[key] = np.stack([prepare_image(img, m.preprocess) for img in images])
+                member_probs.append(self._member_probs(i, prepared[key], m.preprocess))
             w = torch.tensor(self.ensemble.weights).view(-1, 1, 1)
             combined = (torch.stack(member_probs) * w).sum(0)
             combined = combined / combined.sum(1, keepdim=True)
             seconds = (time.perf_counter() - t0) / len(images)
-        first = prepared[self.ensemble.members[0].preprocess]
+        first = next(iter(prepared.values()))  # the first member's network input
         names = self.members
         return [
             Prediction(

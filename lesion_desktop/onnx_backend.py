@@ -8,10 +8,11 @@ backends give the same probabilities to about 1e-6 (tests/test_onnx_backend.py c
 Optional: needs the `onnx` extra (onnxruntime, onnx, onnxscript). Without it, or when a model cannot be
 exported, the engine runs PyTorch and says why in `EnsembleEngine.device_note`.
 
-The exported graph is cached in the user's data folder, keyed by the weights' sha256 (checked at load), the
-architecture, the input size and the torch version, so the export (seconds) happens once per model; the
-graph has a dynamic batch dimension and a fixed input size (other sizes, e.g. TTA's rotated views, run on
-PyTorch).
+A graph shipped beside the weights (`model.onnx` + `onnx.json`, as packaging/export_onnx.py writes them) is used
+when it verifiably matches the weights; otherwise the export is cached in the user's data folder, keyed by the
+weights' sha256 (checked at load), the architecture, the input size and the torch version, so the export
+(10-20 s for the default ensemble on a laptop) happens once per model. The graph has a dynamic batch dimension
+and a fixed input size (other sizes, e.g. TTA's rotated views, run on PyTorch).
 """
 
 from __future__ import annotations
@@ -117,10 +118,44 @@ class OnnxMember:
         return torch.from_numpy(logits)
 
 
+def shipped_graph(bundle: ModelBundle) -> Path | None:
+    """The graph shipped beside the weights (packaging/export_onnx.py's model.onnx + onnx.json), if it is
+    verifiably made from these weights at this input size; None otherwise (then the cache or an export)."""
+    import json
+
+    from lesion_desktop.bundle import sha256_file
+    from lesion_desktop.onnx_runtime_engine import ONNX_FILE, ONNX_FORMAT, ONNX_FORMAT_VERSION, ONNX_MANIFEST
+
+    info_path = bundle.path / ONNX_MANIFEST
+    if not info_path.is_file():
+        return None
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        name = str(info.get("onnx_file", ONNX_FILE))
+        graph = bundle.path / name
+        ok = (info.get("format") == ONNX_FORMAT and info.get("format_version") == ONNX_FORMAT_VERSION
+              and Path(name).name == name and graph.is_file()
+              and info.get("weights_sha256") == bundle.manifest.get("weights_sha256")
+              and list(info.get("input_size", [])) == list(bundle.preprocess.input_size)
+              and info.get("onnx_sha256") == sha256_file(graph))
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        _log.warning("Ignoring the ONNX graph shipped in %s: it does not match the bundle", bundle.path)
+        return None
+    return graph
+
+
 def load_member(bundle: ModelBundle, cache_dir: Path | None = None, threads: int | None = None) -> OnnxMember:
-    """The member's ONNX Runtime session, exporting (once, then cached) when needed."""
+    """The member's ONNX Runtime session: the shipped graph if valid, else the cached or a new export."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     h, w = bundle.preprocess.input_size
+    shipped = shipped_graph(bundle)
+    if shipped is not None:
+        try:
+            return OnnxMember(shipped, bundle.model, (h, w), threads)
+        except Exception:
+            _log.warning("ONNX Runtime cannot load the shipped graph %s; exporting instead", shipped, exc_info=True)
     path = cache_dir / f"{bundle.architecture}-{h}x{w}-{cache_key(bundle)}.onnx"
     if not path.is_file():
         _log.info("Exporting %s to ONNX (%s); this happens once per model", bundle.name, path)

@@ -150,3 +150,32 @@ def test_default_architectures_match_pytorch_on_real_images(tmp_path):
     diff = max(np.abs(a.probabilities - b.probabilities).max() for a, b in zip(ref, got, strict=True))
     assert diff < 1e-4
     assert [a.top_code for a in ref] == [b.top_code for b in got]
+
+
+@needs_ort
+def test_a_shipped_graph_is_used_without_exporting(tmp_path, monkeypatch):
+    """packaging/export_onnx.py's model.onnx + onnx.json beside the weights: no export at first start."""
+    import json
+
+    from lesion_desktop.bundle import load_bundle, sha256_file
+    from lesion_desktop.onnx_runtime_engine import ONNX_FILE, ONNX_FORMAT, ONNX_FORMAT_VERSION, ONNX_MANIFEST
+
+    models = _ensemble(tmp_path / "ens", ["baseline_cnn"], (48, 64))
+    member = load_bundle(models / "m0")
+    onnx_backend.export_onnx(member.model, (48, 64), models / "m0" / ONNX_FILE)
+    info = {"format": ONNX_FORMAT, "format_version": ONNX_FORMAT_VERSION, "onnx_file": ONNX_FILE,
+            "onnx_sha256": sha256_file(models / "m0" / ONNX_FILE),
+            "weights_sha256": member.manifest["weights_sha256"], "input_size": [48, 64]}
+    (models / "m0" / ONNX_MANIFEST).write_text(json.dumps(info))
+    exports: list[object] = []
+    real = onnx_backend.export_onnx
+    monkeypatch.setattr(onnx_backend, "export_onnx", lambda *a, **k: exports.append(a) or real(*a, **k))
+    img = _images(1)[0]
+    ref = EnsembleEngine(models, "cpu", backend="torch").predict_one(img).probabilities
+    engine = EnsembleEngine(models, "cpu", backend="onnx")
+    assert engine.backend == "onnx" and exports == []
+    assert np.abs(engine.predict_one(img).probabilities - ref).max() < 1e-4
+    # A graph that no longer matches its description is ignored: exported (and cached) instead.
+    (models / "m0" / ONNX_FILE).write_bytes((models / "m0" / ONNX_FILE).read_bytes() + b"\0")
+    engine = EnsembleEngine(models, "cpu", backend="onnx")
+    assert engine.backend == "onnx" and len(exports) == 1
