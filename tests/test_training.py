@@ -203,4 +203,9 @@ def test_a_finished_run_can_be_given_more_epochs(tmp_path):
     more = train(_tiny_cfg(data, tmp_path / "run", epochs_all=3))
     assert [h["phase"] for h in more.history] == ["head", "top", "all", "all", "all"]
     assert more.history[:3] == first.history
-    assert load_bundle(more.bundle).manifest["training"]["config"]["epochs_all"] == 3
+    training = load_bundle(more.bundle).manifest["training"]
+    assert training["config"]["epochs_all"] == 3
+    # the manifest's time is the whole training's: both runs, each with its epochs
+    assert [r["epochs"] for r in training["runs"]] == [3, 2]
+    assert training["seconds"] >= sum(r["seconds"] for r in training["runs"])
+    assert training["seconds"] > first.seconds

@@ -238,6 +238,15 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
             state["since_best"] = 0
         if progress is not None and pos < len(phases):
             progress.report(0.0, f"Resuming {phases[pos][0]} at epoch {state['epoch'] + 1}")
+    # Every run of this command on this folder (first, resumed, lengthened) is recorded, so the manifest's
+    # time is the whole training's, not just the last run's.
+    runs = state.setdefault("runs", [])
+    if not runs and state["history"]:
+        runs.append({"command": "(not recorded: checkpoint predates run records)",
+                     "seconds": round(sum(h["seconds"] for h in state["history"]), 1),
+                     "epochs": len(state["history"])})
+    runs.append({"command": cfg.command or " ".join(sys.argv), "seconds": 0.0, "epochs": 0,
+                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))})
     total_epochs = sum(p[1] for p in phases)
     n_train = len(idx["train"])
     per_rank = int(math.ceil(n_train / world))
@@ -323,6 +332,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
                      "val_melanoma_recall": metrics.get("melanoma_recall"), "val_accuracy": metrics.get("accuracy"),
                      "seconds": epoch_times[-1], "trainable_params": trainable}
             state["history"].append(entry)
+            runs[-1]["seconds"] = round(time.time() - t0, 1)
+            runs[-1]["epochs"] += 1
             state["phase"], state["epoch"] = (pi, ep + 1) if ep + 1 < pepochs else (pi + 1, 0)
             if rank == 0:
                 _save_atomic({"config": json.loads(json.dumps(asdict(cfg))), "arch": cfg.architecture,
@@ -344,6 +355,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
             break
     if progress is not None:
         progress.report(1.0, "Calibrating and scoring the best epoch")
+    if state.get("runs"):
+        state["runs"][-1]["seconds"] = round(time.time() - t0, 1)
     result = finish(cfg, model, cache, idx, pre, state, time.time() - t0, info, outer) if rank == 0 else None
     if world > 1:
         torch.distributed.barrier()
@@ -389,7 +402,8 @@ def finish(cfg: TrainConfig, model: nn.Module, cache: ImageCache, idx: dict[str,
         "data_fingerprint": cache.fingerprint,
         "split_file": info["split_file"],
         "counts": ds.counts(),
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds + sum(r["seconds"] for r in state.get("runs", [])[:-1]), 1),
+        "runs": state.get("runs", []),
         "history": state["history"],
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("command",)},
     }
