@@ -207,5 +207,30 @@ def test_a_finished_run_can_be_given_more_epochs(tmp_path):
     assert training["config"]["epochs_all"] == 3
     # the manifest's time is the whole training's: both runs, each with its epochs
     assert [r["epochs"] for r in training["runs"]] == [3, 2]
-    assert training["seconds"] >= sum(r["seconds"] for r in training["runs"])
+    assert training["seconds"] >= sum(r["seconds"] for r in training["runs"]) - 0.2  # each rounded to 0.1 s
     assert training["seconds"] > first.seconds
+
+
+def test_early_stopping_judges_the_all_layers_phase_from_its_midpoint(tmp_path, monkeypatch):
+    """Patience counts only once the one-cycle rate has come down, and only epochs without a new best."""
+    import training.trainer as trainer_mod
+
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    real_evaluate = trainer_mod.evaluate
+    # head 0.5; all-layers: a high-rate first half that is worse, then two epochs without a new best
+    script = [0.5, 0.2, 0.3, 0.3, 0.4, 0.45, 0.44, 0.9, 0.9]
+
+    def scripted(probs, y):
+        m = real_evaluate(probs, y)
+        if script:
+            m["balanced_accuracy"] = script.pop(0)
+        return m
+
+    monkeypatch.setattr(trainer_mod, "evaluate", scripted)
+    res = train(_tiny_cfg(data, tmp_path / "run", epochs_top=0, epochs_all=8, patience=2))
+    assert [h["val_balanced_accuracy"] for h in res.history] == [0.5, 0.2, 0.3, 0.3, 0.4, 0.45, 0.44]
+
+    # an improvement after the midpoint resets the count
+    script[:] = [0.5, 0.2, 0.3, 0.3, 0.4, 0.6, 0.55, 0.7, 0.65, 0.6]
+    res = train(_tiny_cfg(data, tmp_path / "run2", epochs_top=0, epochs_all=8, patience=2))
+    assert [h["val_balanced_accuracy"] for h in res.history] == [0.5, 0.2, 0.3, 0.3, 0.4, 0.6, 0.55, 0.7, 0.65]

@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-top", dest="lr_top", type=float)
     t.add_argument("--lr-all", dest="lr_all", type=float)
     t.add_argument("--class-weight-power", dest="class_weight_power", type=float)
-    t.add_argument("--patience", type=int)
+    t.add_argument("--patience", type=int,
+                   help="stop all-layers training after this many epochs without a new best, counted from its midpoint")
     t.add_argument("--seed", type=int)
     t.add_argument("--imagenet", help="'auto' (torch cache), 'none', or a weights file")
     t.add_argument("--color-constancy", dest="color_constancy", action="store_true", default=None)

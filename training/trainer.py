@@ -3,6 +3,8 @@
 Part A trains a new 7-way head on a frozen ImageNet backbone, then unfreezes the top block; Part B
 trains all layers. Every epoch is scored on the lesion-grouped validation split and checkpointed, so
 an interrupted run resumes; the model kept is the one with the best validation balanced accuracy.
+Each phase runs a one-cycle schedule; the all-layers phase stops early after `patience` epochs without
+a new best, counted from the phase's midpoint (before it the rate is high and the scores are noisy).
 """
 
 from __future__ import annotations
@@ -267,6 +269,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         start_epoch = state["epoch"] if pi == state["phase"] else 0
+        if start_epoch == 0:
+            state["since_best"] = 0
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=pepochs * batches, pct_start=0.15)
         if resume is not None and start_epoch > 0:
             saved_phase = resume.get("opt_phase_name") or old_phases[int(resume.get("opt_phase", -1))][0]
@@ -323,7 +327,9 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
                     state["best"] = metrics["balanced_accuracy"]
                     state["since_best"] = 0
                     _save_best(model, out / BEST)
-                else:
+                elif ep + 1 > pepochs // 2:
+                    # One-cycle: the first half of a phase runs at a high rate and is judged by where it
+                    # leads, so epochs without improvement count towards patience only from the midpoint.
                     state["since_best"] += 1
             epoch_times.append(time.time() - te)
             done_epochs += 1
