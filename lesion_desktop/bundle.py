@@ -7,7 +7,6 @@ it is; a pickle is never loaded (`torch.load` on a user-reachable file can run c
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -22,14 +21,13 @@ from torch import nn
 from lesion_desktop import __version__
 from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.errors import BundleError
+from lesion_desktop.manifest_io import MANIFEST, read_json_object, sha256_file
 from lesion_desktop.preprocess import PreprocessConfig
 
 BUNDLE_FORMAT = "lesion-desktop-model"
 ENSEMBLE_FORMAT = "lesion-desktop-ensemble"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
-MAX_MANIFEST_BYTES = 1_000_000
 HAM_LICENCE = (
     "Trained on HAM10000 (ViDIR Group, Medical University of Vienna; Tschandl et al., Sci Data 2018), "
     "licensed CC BY-NC 4.0: these weights inherit its non-commercial terms."
@@ -63,14 +61,6 @@ class Ensemble:
     @property
     def version(self) -> str:
         return str(self.manifest.get("name") or self.path.name)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _now() -> str:
@@ -132,21 +122,11 @@ def save_bundle(
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST
     if not Path(folder).is_dir():
         raise BundleError(f"Model folder {folder} does not exist.")
-    if not path.is_file():
+    if not (Path(folder) / MANIFEST).is_file():
         raise BundleError(f"{folder} has no {MANIFEST}; it is not a model bundle or ensemble.")
-    size = path.stat().st_size
-    if size > MAX_MANIFEST_BYTES:
-        raise BundleError(f"{path} is {size} bytes; a manifest is never that large.")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, 4300+ digit numbers, absurd nesting
-        raise BundleError(f"{path} is not valid JSON ({type(e).__name__}: {str(e)[:200]}).") from None
-    if not isinstance(data, dict):
-        raise BundleError(f"{path} must hold a JSON object.")
-    return data
+    return read_json_object(Path(folder) / MANIFEST)
 
 
 def _finite(v: float) -> float:

@@ -17,8 +17,6 @@ run) and Grad-CAM heat-maps (no gradients); the engine says so in `device_note`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import threading
@@ -32,6 +30,7 @@ import numpy as np
 
 from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.errors import BundleError
+from lesion_desktop.manifest_io import MANIFEST, read_json_object, sha256_file
 from lesion_desktop.prediction import Prediction
 from lesion_desktop.preprocess import PreprocessConfig, prepare_image
 
@@ -39,8 +38,6 @@ ONNX_FORMAT = "lesion-desktop-onnx"
 ONNX_FORMAT_VERSION = 1
 ONNX_MANIFEST = "onnx.json"
 ONNX_FILE = "model.onnx"
-_MANIFEST = "manifest.json"
-_MAX_MANIFEST_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -87,28 +84,6 @@ class OnnxEnsemble:
         return str(self.manifest.get("name") or self.path.name)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise BundleError(f"{path.parent} has no {path.name}; it is not a model folder for this program.")
-    if path.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise BundleError(f"{path} is too large to be a manifest.")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON ({e}).") from None
-    if not isinstance(data, dict):
-        raise BundleError(f"{path} must hold a JSON object.")
-    return data
-
-
 def normalise_batch_np(batch_uint8: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """NHWC uint8 -> NCHW float32, the same float32 arithmetic as preprocess.normalise_batch."""
     x = np.asarray(batch_uint8)
@@ -140,7 +115,7 @@ def _session(path: Path, threads: int | None) -> Any:
 
 def load_member(folder: Path, threads: int | None = None) -> OnnxMember:
     """One member: its manifest, its ONNX export (checked against the manifest's weights) and a session."""
-    m = read_json(folder / _MANIFEST)
+    m = read_json_object(folder / MANIFEST)
     if m.get("format") != "lesion-desktop-model":
         raise BundleError(f"{folder}: not a model bundle (format {m.get('format')!r}).")
     if m.get("classes") != list(CLASS_CODES):
@@ -157,7 +132,7 @@ def load_member(folder: Path, threads: int | None = None) -> OnnxMember:
             f"{folder} has no ONNX export ({ONNX_MANIFEST}). The lite edition runs only models exported for it: "
             "use the full edition for retrained models, or export them with packaging/export_onnx.py."
         )
-    om = read_json(folder / ONNX_MANIFEST)
+    om = read_json_object(folder / ONNX_MANIFEST)
     if om.get("format") != ONNX_FORMAT or om.get("format_version") != ONNX_FORMAT_VERSION:
         raise BundleError(f"{folder}: {ONNX_MANIFEST} is not a supported ONNX export description.")
     if om.get("weights_sha256") != m.get("weights_sha256"):
@@ -183,7 +158,7 @@ def load_onnx_ensemble(folder: Path, threads: int | None = None) -> OnnxEnsemble
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"Model folder {folder} does not exist.")
-    m = read_json(folder / _MANIFEST)
+    m = read_json_object(folder / MANIFEST)
     if m.get("format") == "lesion-desktop-model":
         return OnnxEnsemble(folder, {"name": folder.name, **m}, [load_member(folder, threads)], [1.0])
     if m.get("format") != "lesion-desktop-ensemble":
@@ -206,7 +181,7 @@ def load_onnx_ensemble(folder: Path, threads: int | None = None) -> OnnxEnsemble
         if not isinstance(w, int | float) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
             raise BundleError(f"{folder}: member {e['path']!r} has an invalid weight {w!r}.")
         digest = e.get("manifest_sha256")
-        if digest is not None and (sub / _MANIFEST).is_file() and sha256_file(sub / _MANIFEST) != digest:
+        if digest is not None and (sub / MANIFEST).is_file() and sha256_file(sub / MANIFEST) != digest:
             raise BundleError(f"{folder}: the manifest of member {e['path']!r} has been modified.")
         members.append(load_member(sub, threads))
         weights.append(float(w))
