@@ -9,12 +9,10 @@ import numpy as np
 from lesion_desktop.classes import CLASS_CODES, CLASSES, MALIGNANT_INDICES
 
 
-@dataclass
-class Prediction:
-    probabilities: np.ndarray  # (7,) ensemble probabilities, sum 1
-    member_probabilities: dict[str, np.ndarray]
-    seconds: float
-    preprocessed: np.ndarray | None = field(default=None, repr=False)  # first member's network input (uint8)
+class ClassProbabilities:
+    """What follows from seven class probabilities; for a live Prediction and a stored Record alike."""
+
+    probabilities: np.ndarray  # (7,) in CLASS_CODES order, sum 1
 
     @property
     def top_index(self) -> int:
@@ -32,6 +30,14 @@ class Prediction:
     def malignant_probability(self) -> float:
         """Combined probability of mel, bcc and akiec: what a benign top label must never hide."""
         return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
+
+
+@dataclass
+class Prediction(ClassProbabilities):
+    probabilities: np.ndarray  # (7,) ensemble probabilities, sum 1
+    member_probabilities: dict[str, np.ndarray]
+    seconds: float
+    preprocessed: np.ndarray | None = field(default=None, repr=False)  # first member's network input (uint8)
 
     @property
     def member_agreement(self) -> float:

@@ -25,8 +25,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lesion_desktop.classes import CLASS_CODES, CLASSES, MALIGNANT_INDICES
+from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.paths import data_dir
+from lesion_desktop.prediction import ClassProbabilities
 
 SCHEMA_VERSION = 1
 THUMBNAIL_SIDE = 96
@@ -76,7 +77,7 @@ def make_thumbnail(rgb: np.ndarray, side: int = THUMBNAIL_SIDE) -> bytes:
 
 
 @dataclass
-class Record:
+class Record(ClassProbabilities):
     """One classified image as stored; `id` is None for a result that could not be saved."""
 
     id: int | None
@@ -91,22 +92,6 @@ class Record:
     details: dict[str, Any] = field(default_factory=dict)
     preprocessed_png: bytes | None = field(default=None, repr=False)
     heatmap_png: bytes | None = field(default=None, repr=False)
-
-    @property
-    def top_index(self) -> int:
-        return int(np.argmax(self.probabilities))
-
-    @property
-    def top_code(self) -> str:
-        return CLASS_CODES[self.top_index]
-
-    @property
-    def top_name(self) -> str:
-        return CLASSES[self.top_index].name
-
-    @property
-    def malignant_probability(self) -> float:
-        return float(self.probabilities[list(MALIGNANT_INDICES)].sum())
 
     def created_local(self) -> str:
         """The date as a person reads it (no seconds, no offset)."""
