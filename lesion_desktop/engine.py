@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,12 +39,29 @@ def resolve_device(requested: str = "auto") -> tuple[torch.device, str]:
     return torch.device("cpu"), f"Unknown device {requested!r}: using the CPU."
 
 
-def _tta_views(x: torch.Tensor) -> list[torch.Tensor]:
+def tta_views(x: torch.Tensor) -> list[torch.Tensor]:
     """Flips and 90-degree rotations (lesions have no up); rotated views are batched separately."""
     return [
         torch.cat([x, x.flip(3), x.flip(2), x.flip(2).flip(3)]),
         torch.cat([x.rot90(1, (2, 3)), x.rot90(3, (2, 3))]),
     ]
+
+
+def tta_probs(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Calibrated softmax averaged over the six views of `x` (N, 3, H, W) -> (N, classes) on the CPU.
+
+    The engine and the training module's evaluation both use this, so validation figures with TTA are
+    the figures the app gives with TTA switched on.
+    """
+    n = x.shape[0]
+    acc = torch.zeros(n, len(CLASS_CODES))
+    count = 0
+    for view in tta_views(x):
+        logits = forward(view).float().cpu()
+        p = torch.softmax(logits / temperature, dim=1).view(-1, n, len(CLASS_CODES))
+        acc += p.sum(0)
+        count += p.shape[0]
+    return acc / count
 
 
 class EnsembleEngine:
@@ -87,20 +104,12 @@ class EnsembleEngine:
         x = normalise_batch(batch, cfg).to(self.device)
         if self.device.type == "cpu" and not self._forwards:
             x = x.contiguous(memory_format=torch.channels_last)
-        n = x.shape[0]
         use_amp = self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=use_amp):
             if not self.tta:
                 logits = forward(x).float()
                 return torch.softmax(logits / m.temperature, dim=1).cpu()
-            acc = torch.zeros(n, len(CLASS_CODES))
-            count = 0
-            for view in _tta_views(x):
-                logits = forward(view).float().cpu()
-                p = torch.softmax(logits / m.temperature, dim=1).view(-1, n, len(CLASS_CODES))
-                acc += p.sum(0)
-                count += p.shape[0]
-            return acc / count
+            return tta_probs(forward, x, m.temperature)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """Raw RGB uint8 images of any size -> one Prediction each."""

@@ -234,3 +234,35 @@ def test_early_stopping_judges_the_all_layers_phase_from_its_midpoint(tmp_path, 
     script[:] = [0.5, 0.2, 0.3, 0.3, 0.4, 0.6, 0.55, 0.7, 0.65, 0.6]
     res = train(_tiny_cfg(data, tmp_path / "run2", epochs_top=0, epochs_all=8, patience=2))
     assert [h["val_balanced_accuracy"] for h in res.history] == [0.5, 0.2, 0.3, 0.3, 0.4, 0.6, 0.55, 0.7, 0.65]
+
+
+def test_evaluation_with_tta_gives_the_engines_tta_probabilities(tmp_path):
+    """`python -m training evaluate --tta` must score what the app shows with TTA on, not something else."""
+    import torch
+
+    from lesion_desktop.engine import EnsembleEngine
+    from training.ensemble import evaluate_models, member_probs
+    from training.splits import save_split
+
+    data = make_ham_subset(tmp_path / "data", per_class=5)
+    ens_dir = make_tiny_ensemble(tmp_path / "ens")
+    ds = read_dataset(data)
+    ids = [r.image_id for r in ds.records]
+    split_file = tmp_path / "split.json"
+    save_split(split_file, {"train": [], "val": ids, "test": []}, seed=0, data_fingerprint="test")
+    ens = load_ensemble(ens_dir)
+    plain = member_probs(ens.members, str(data), str(split_file), "val", tmp_path / "cache")
+    tta = member_probs(ens.members, str(data), str(split_file), "val", tmp_path / "cache", tta=True)
+    assert not np.allclose(plain.probs[0], tta.probs[0], atol=1e-4)  # the views change the answer
+    engine = EnsembleEngine(ens_dir, "cpu", tta=True, backend="torch")
+    cache = build_cache(ds, ens.members[0].preprocess, tmp_path / "cache")
+    order = [next(k for k, r in enumerate(cache.records) if r.image_id == i) for i in ids]
+    with torch.inference_mode():
+        expected = engine._member_probs(0, cache.images[order], ens.members[0].preprocess).numpy()
+    np.testing.assert_allclose(tta.probs[0], expected, atol=1e-5)
+    m_plain = evaluate_models(ens_dir, data=str(data), split_file=str(split_file), which="val",
+                              cache_dir=tmp_path / "cache")
+    m_tta = evaluate_models(ens_dir, data=str(data), split_file=str(split_file), which="val",
+                            cache_dir=tmp_path / "cache", tta=True)
+    assert m_plain["n"] == m_tta["n"] == len(ids)
+    assert m_plain["nll"] != pytest.approx(m_tta["nll"], abs=1e-6)

@@ -29,8 +29,12 @@ class SplitProbs:
 
 
 def member_probs(members: list[ModelBundle], data: str, split_file: str, which: str, cache_dir: Path,
-                 progress: Progress | None = None, device: str = "cpu") -> SplitProbs:
-    """Score each member on a split through the shared preprocessing (one cache per preprocessing)."""
+                 progress: Progress | None = None, device: str = "cpu", tta: bool = False) -> SplitProbs:
+    """Score each member on a split through the shared preprocessing (one cache per preprocessing).
+
+    `tta`: average each member's probabilities over the engine's flips and rotations, as the app does
+    with test-time augmentation switched on.
+    """
     ds = read_dataset(data)
     split = load_split(Path(split_file))
     out: list[np.ndarray] = []
@@ -41,7 +45,7 @@ def member_probs(members: list[ModelBundle], data: str, split_file: str, which: 
         cache = build_cache(ds, m.preprocess, cache_dir, progress)
         idx = indices_for(cache.records, split[which])
         m.model.to(dev)
-        _, p = predict_probs(m.model, cache.images[idx], m.preprocess, dev, 64, m.temperature, progress)
+        _, p = predict_probs(m.model, cache.images[idx], m.preprocess, dev, 64, m.temperature, progress, tta=tta)
         ids = [cache.records[i].image_id for i in idx]
         if labels is None:
             labels = cache.labels()[idx]
@@ -110,8 +114,8 @@ def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_f
 
 
 def evaluate_models(models_dir: Path, *, data: str, split_file: str, which: str, cache_dir: Path,
-                    progress: Progress | None = None) -> dict[str, Any]:
-    """Score an installed or candidate ensemble on a split, exactly as build_ensemble does."""
+                    progress: Progress | None = None, tta: bool = False) -> dict[str, Any]:
+    """Score an installed or candidate ensemble on a split, exactly as build_ensemble does (or with TTA)."""
     ens = load_ensemble(Path(models_dir))
-    sp = member_probs(ens.members, data, split_file, which, cache_dir, progress)
+    sp = member_probs(ens.members, data, split_file, which, cache_dir, progress, tta=tta)
     return evaluate(combine(sp.probs, np.array(ens.weights)), sp.labels)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lesion_desktop.classes import NUM_CLASSES
+from lesion_desktop.engine import tta_probs
 from lesion_desktop.errors import DatasetError
 from lesion_desktop.preprocess import PreprocessConfig, normalise_batch
 from lesion_desktop.registry import build_model, get_spec, set_trainable
@@ -100,18 +101,26 @@ def _distributed() -> tuple[int, int]:
 
 def predict_probs(
     model: nn.Module, images: np.ndarray, cfg: PreprocessConfig, device: torch.device,
-    batch_size: int = 64, temperature: float = 1.0, progress: Progress | None = None,
+    batch_size: int = 64, temperature: float = 1.0, progress: Progress | None = None, tta: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and softmax probabilities for preprocessed uint8 images (the engine's own path)."""
+    """Logits and softmax probabilities for preprocessed uint8 images (the engine's own path).
+
+    With `tta` the probabilities are averaged over the engine's six views (lesion_desktop.engine.tta_probs);
+    the logits stay those of the plain view (temperature scaling is fitted on them).
+    """
     model.eval()
-    outs = []
+    outs, probs = [], []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
             check_cancel(progress)
             x = normalise_batch(np.ascontiguousarray(images[i : i + batch_size]), cfg).to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
                 outs.append(model(x).float().cpu())
+                if tta:
+                    probs.append(tta_probs(model, x, temperature))
     logits = torch.cat(outs) if outs else torch.zeros(0, NUM_CLASSES)
+    if tta:
+        return logits.numpy(), (torch.cat(probs) if probs else torch.zeros(0, NUM_CLASSES)).numpy()
     return logits.numpy(), torch.softmax(logits / temperature, dim=1).numpy()
 
 
