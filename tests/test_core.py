@@ -93,9 +93,30 @@ def test_hair_removal_fills_dark_lines():
 def test_preprocess_config_round_trip_and_refusals():
     cfg = PreprocessConfig(input_size=(192, 256), color_constancy=True)
     assert PreprocessConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    for bad in ({"input_size": [0, 5]}, {"std": [0, 1, 1]}, {"color_order": "BGR"}, {"version": 99}):
+    for bad in ({"input_size": [0, 5]}, {"std": [0, 1, 1]}, {"color_order": "BGR"}, {"version": 99},
+                {"jpeg_quality": 0}, {"jpeg_quality": 101}, {"jpeg_quality": "75"}, {"jpeg_quality": True}):
         with pytest.raises(ValueError):
             PreprocessConfig.from_dict({**cfg.to_dict(), **bad})
+    # without re-encoding the manifest stays readable by software that knows only version 1
+    assert cfg.to_dict()["version"] == 1 and "jpeg_quality" not in cfg.to_dict()
+    jq = PreprocessConfig(input_size=(192, 256), jpeg_quality=75)
+    assert jq.to_dict()["version"] == 2 and PreprocessConfig.from_dict(json.loads(json.dumps(jq.to_dict()))) == jq
+
+
+def test_full_size_photos_are_re_encoded_like_the_training_copies():
+    """A 600x450 original brought to 200x150 with the copies' JPEG quality looks more like its copy;
+    the copies themselves (already 200x150) pass through untouched."""
+    full = sorted((require_data(FULLRES) / "images").glob("*.jpg"))[:20]
+    plain = PreprocessConfig(input_size=(150, 200))
+    jq = PreprocessConfig(input_size=(150, 200), jpeg_quality=75)
+    d_plain, d_jq = [], []
+    for p in full:
+        copy = load_image(HAM / "images" / p.name)
+        assert np.array_equal(prepare_image(copy, jq), prepare_image(copy, plain))
+        big = load_image(p)
+        d_plain.append(np.abs(prepare_image(big, plain).astype(int) - copy).mean())
+        d_jq.append(np.abs(prepare_image(big, jq).astype(int) - copy).mean())
+    assert np.mean(d_jq) < 0.9 * np.mean(d_plain)
 
 
 @pytest.mark.slow

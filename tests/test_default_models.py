@@ -26,9 +26,6 @@ def test_default_ensemble_manifest_records_how_it_was_made():
         assert b.manifest["weights_dtype"] == "float16"
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall of the shipped default ensemble (2026-11-26, r3): 94.0% "
-                   "agreement (target 95%; 87.3% and 90.7% for the earlier defaults), mean abs difference 0.023 "
-                   "(target 0.05, met). strict: this test reports as soon as a retrained default meets the target")
 def test_full_size_originals_agree_with_their_training_size_copies():
     """The 150 original 600x450 images against their 200x150 copies: same top class, close probabilities."""
     require_data(FULLRES)

@@ -239,7 +239,8 @@ def test_random_bytes_as_a_manifest(scratch: Path, raw: bytes) -> None:
 
 @FUZZ
 @given(block=st.one_of(json_values, st.dictionaries(st.sampled_from(
-    ["input_size", "effective_size", "mean", "std", "color_order", "version", "color_constancy", "hair_removal"]),
+    ["input_size", "effective_size", "mean", "std", "color_order", "version", "color_constancy", "hair_removal",
+     "jpeg_quality"]),
     st.one_of(json_values, st.lists(st.one_of(st.integers(), st.floats(), awkward_numbers), max_size=4)),
     max_size=8)))
 def test_preprocess_config_from_any_json(block: Any) -> None:
@@ -252,6 +253,7 @@ def test_preprocess_config_from_any_json(block: Any) -> None:
             return
     assert all(16 <= x <= 2048 for x in (*cfg.input_size, *cfg.effective_size))
     assert all(v == v and abs(v) != float("inf") for v in (*cfg.mean, *cfg.std)) and min(cfg.std) > 0
+    assert cfg.jpeg_quality is None or 1 <= cfg.jpeg_quality <= 100
 
 
 def test_the_project_errors_share_one_base() -> None:

@@ -148,6 +148,7 @@ def test_two_part_training_writes_a_calibrated_bundle_and_reports_progress(tmp_p
     assert b.manifest["training"]["data_fingerprint"] and b.manifest["training"]["history"]
     assert b.manifest["metrics"]["val"]["n"] > 0 and "melanoma_recall" in b.manifest["metrics"]["val"]
     assert b.manifest["preprocessing"]["effective_size"] == [150, 200]
+    assert b.manifest["preprocessing"]["jpeg_quality"] == 75  # read from the HAM10000 copies it trained on
     assert [h["phase"] for h in res.history] == ["head", "top", "all"]
     kinds = {e["event"] for e in events}
     assert kinds == {"batch", "epoch"}
@@ -266,3 +267,42 @@ def test_evaluation_with_tta_gives_the_engines_tta_probabilities(tmp_path):
                             cache_dir=tmp_path / "cache", tta=True)
     assert m_plain["n"] == m_tta["n"] == len(ids)
     assert m_plain["nll"] != pytest.approx(m_tta["nll"], abs=1e-6)
+
+
+def test_the_training_copies_jpeg_quality_is_read_from_their_quantisation_tables(tmp_path):
+    import cv2
+
+    from training.data import Record, estimate_jpeg_quality, jpeg_quality_of
+
+    img = (np.random.default_rng(0).random((150, 200, 3)) * 255).astype(np.uint8)
+    for q in (30, 75, 95):
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
+        (tmp_path / f"q{q}.jpg").write_bytes(buf.tobytes())
+        assert jpeg_quality_of(tmp_path / f"q{q}.jpg") == q
+    cv2.imwrite(str(tmp_path / "x.png"), img)
+    assert jpeg_quality_of(tmp_path / "x.png") is None
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    assert jpeg_quality_of(tmp_path / "bad.jpg") is None
+    ds = read_dataset(require_data(HAM))
+    assert estimate_jpeg_quality(ds.records, (150, 200)) == 75
+    from tests.helpers import FULLRES
+
+    full = [Record(p, 0, p.stem, p.stem) for p in sorted((require_data(FULLRES) / "images").glob("*.jpg"))]
+    assert estimate_jpeg_quality(full, (150, 200)) is None  # 600x450: not the training resolution
+    mixed = [Record(tmp_path / f"q{q}.jpg", 0, str(q), str(q)) for q in (30, 75)]
+    assert estimate_jpeg_quality(mixed, (150, 200)) is None
+    assert estimate_jpeg_quality([mixed[1]], (150, 200)) == 75
+
+
+def test_training_command_line_reads_and_refuses_jpeg_quality(capsys):
+    from training.cli import _jpeg_quality, build_parser
+
+    p = build_parser()
+    a = p.parse_args(["train", "data", "-a", "mobilenet_v2", "-o", "out", "--jpeg-quality", "none"])
+    assert a.jpeg_quality == "none"
+    assert p.parse_args(["train", "data", "-a", "mobilenet_v2", "-o", "out", "--jpeg-quality", "80"]).jpeg_quality == 80
+    assert _jpeg_quality("AUTO") == "auto"
+    for bad in ("0", "101", "high"):
+        with pytest.raises(SystemExit):
+            p.parse_args(["train", "data", "-a", "mobilenet_v2", "-o", "out", "--jpeg-quality", bad])
+        assert "expected 'auto', 'none' or a quality 1..100" in capsys.readouterr().err

@@ -19,6 +19,18 @@ def _pair(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _jpeg_quality(text: str) -> int | str:
+    if text.lower() in ("auto", "none"):
+        return text.lower()
+    try:
+        q = int(text)
+    except ValueError:
+        q = 0
+    if not 1 <= q <= 100:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'none' or a quality 1..100, not {text!r}")
+    return q
+
+
 def cmd_split(a: argparse.Namespace) -> int:
     from training.data import fingerprint, read_dataset
     from training.splits import lesion_grouped_split, save_split, split_counts
@@ -183,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--imagenet", help="'auto' (torch cache), 'none', or a weights file")
     t.add_argument("--color-constancy", dest="color_constancy", action="store_true", default=None)
     t.add_argument("--hair-removal", dest="hair_removal", action="store_true", default=None)
+    t.add_argument("--jpeg-quality", dest="jpeg_quality", type=_jpeg_quality,
+                   help="re-encode downsampled inputs at this JPEG quality, as the training copies were: 'auto' "
+                        "(default: read from the training images' quantisation tables), 'none', or 1..100")
     t.add_argument("--device")
     t.add_argument("--split-file", dest="split_file")
     t.add_argument("--cache-dir", dest="cache_dir")

@@ -53,6 +53,55 @@ class Dataset:
         return f"{len(self.records)} images ({self.layout} layout): {counts}; {len(self.problems)} problems"
 
 
+# libjpeg's luminance quantisation table at quality 50 (ITU-T T.81, Annex K); other qualities scale it
+_LIBJPEG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def _libjpeg_table(quality: int) -> list[int]:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return sorted(min(255, max(1, (v * scale + 50) // 100)) for v in _LIBJPEG_LUMA)
+
+
+def jpeg_quality_of(path: Path) -> int | None:
+    """The libjpeg quality (1..100) a JPEG was saved at, from its luminance table; None if it cannot be told."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            tables = getattr(im, "quantization", None) if im.format == "JPEG" else None
+    except (OSError, ValueError):
+        return None
+    if not tables or 0 not in tables or len(tables[0]) != 64:
+        return None
+    luma = sorted(int(v) for v in tables[0])  # sorted: the same whatever order Pillow lists them in
+    return next((q for q in range(1, 101) if _libjpeg_table(q) == luma), None)
+
+
+def estimate_jpeg_quality(records: list[Record], effective_size: tuple[int, int], sample: int = 64) -> int | None:
+    """The quality the training images were saved at, when a sample of them are all JPEGs at the effective
+    resolution saved with one libjpeg quality (HAM10000's copies: 75); otherwise None (mixed sizes, PNGs,
+    other encoders), and then inputs are not re-encoded (PreprocessConfig.jpeg_quality).
+    """
+    from PIL import Image
+
+    if not records:
+        return None
+    picks = records[:: max(1, len(records) // sample)][:sample]
+    found: set[int | None] = set()
+    for r in picks:
+        try:
+            with Image.open(r.path) as im:
+                w, h = im.size
+        except (OSError, ValueError):
+            return None
+        if (h, w) not in (effective_size, effective_size[::-1]):
+            return None
+        found.add(jpeg_quality_of(r.path))
+    return found.pop() if len(found) == 1 else None
+
+
 def _find_metadata(root: Path) -> Path | None:
     cands = sorted(p for p in root.glob("*.csv") if "metadata" in p.name.lower())
     return cands[0] if cands else None

@@ -30,7 +30,7 @@ from lesion_desktop.preprocess import PreprocessConfig, normalise_batch
 from lesion_desktop.registry import build_model, get_spec, set_trainable
 from training.augment import augment_batch, training_transform
 from training.calibrate import fit_temperature
-from training.data import ImageCache, build_cache, read_dataset
+from training.data import ImageCache, build_cache, estimate_jpeg_quality, read_dataset
 from training.metrics import evaluate, headline
 from training.progress import Progress, ScaledProgress, check_cancel
 from training.splits import check_no_leak, indices_for, lesion_grouped_split, load_split, save_split
@@ -59,6 +59,8 @@ class TrainConfig:
     imagenet: str = "auto"  # "auto": torch cache if present; "none"; or a weights file path
     color_constancy: bool = False
     hair_removal: bool = False
+    # "auto": the training images' own quality (estimate_jpeg_quality); None or "none": no re-encoding
+    jpeg_quality: int | str | None = "auto"
     device: str = "auto"
     split_file: str | None = None
     cache_dir: str | None = None
@@ -163,11 +165,16 @@ def _freeze_bn_of_frozen(model: nn.Module) -> None:
 
 def prepare_data(cfg: TrainConfig, progress: Progress | None) -> tuple[ImageCache, dict[str, np.ndarray], dict]:
     spec = get_spec(cfg.architecture)
+    ds = read_dataset(cfg.data)
+    quality = None if cfg.jpeg_quality == "none" else cfg.jpeg_quality
+    if quality == "auto":
+        quality = estimate_jpeg_quality(ds.records, PreprocessConfig().effective_size)
+    elif quality is not None and not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise DatasetError(f"jpeg_quality must be 'auto', None or 1..100, not {quality!r}")
     pre = PreprocessConfig(
         input_size=tuple(cfg.input_size or spec.input_size), mean=spec.mean, std=spec.std,  # type: ignore[arg-type]
-        color_constancy=cfg.color_constancy, hair_removal=cfg.hair_removal,
+        color_constancy=cfg.color_constancy, hair_removal=cfg.hair_removal, jpeg_quality=quality,
     )
-    ds = read_dataset(cfg.data)
     cache_dir = Path(cfg.cache_dir or Path(cfg.out_dir) / "cache")
     cache = build_cache(ds, pre, cache_dir, progress)
     out = Path(cfg.out_dir)
