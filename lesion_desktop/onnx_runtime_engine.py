@@ -32,7 +32,7 @@ from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.errors import BundleError
 from lesion_desktop.manifest_io import MANIFEST, read_json_object, sha256_file
 from lesion_desktop.prediction import Prediction
-from lesion_desktop.preprocess import PreprocessConfig, prepare_image
+from lesion_desktop.preprocess import PreprocessConfig, stage_key, to_effective, to_input
 
 ONNX_FORMAT = "lesion-desktop-onnx"
 ONNX_FORMAT_VERSION = 1
@@ -227,11 +227,15 @@ class OnnxRuntimeEngine:
             return []
         with self._lock:
             t0 = time.perf_counter()
+            effective: dict[PreprocessConfig, list[np.ndarray]] = {}
             prepared: dict[PreprocessConfig, np.ndarray] = {}
             member_probs: list[np.ndarray] = []
             for m in self.ensemble.members:
+                stage = stage_key(m.preprocess)
+                if stage not in effective:
+                    effective[stage] = [to_effective(img, m.preprocess) for img in images]
                 if m.preprocess not in prepared:
-                    prepared[m.preprocess] = np.stack([prepare_image(img, m.preprocess) for img in images])
+                    prepared[m.preprocess] = np.stack([to_input(img, m.preprocess) for img in effective[stage]])
                 x = normalise_batch_np(prepared[m.preprocess], m.preprocess)
                 (logits,) = m.session.run(None, {m.input_name: x})
                 member_probs.append(softmax_np(np.asarray(logits, dtype=np.float32) / np.float32(m.temperature)))

@@ -15,7 +15,7 @@ down to 200x150 without the second step looks cleaner than anything the models w
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import cv2
@@ -145,11 +145,9 @@ def remove_hair(rgb: np.ndarray) -> np.ndarray:
     return cv2.inpaint(rgb, mask, 1, cv2.INPAINT_TELEA)
 
 
-def prepare_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """Raw RGB uint8 image of any size -> uint8 image at the network's input size.
-
-    This is what the app shows as "preprocessed" and what the training cache stores.
-    """
+def to_effective(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """First stage: the effective resolution (and the copies' JPEG quality), then hair removal and colour
+    constancy. Members that differ only in input size or normalisation share this stage's output."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} {rgb.dtype}")
     img = normalise_resolution(rgb, cfg.effective_size)
@@ -159,10 +157,28 @@ def prepare_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
         img = remove_hair(img)
     if cfg.color_constancy:
         img = shades_of_gray(img)
+    return img
+
+
+def to_input(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Second stage: resize a `to_effective` image to the network's input size."""
     th, tw = cfg.input_size
     if img.shape[:2] != (th, tw):
         img = cv2.resize(img, (tw, th), interpolation=cv2.INTER_LINEAR)
     return img
+
+
+def stage_key(cfg: PreprocessConfig) -> PreprocessConfig:
+    """The fields that decide `to_effective`'s output (equal keys: the same first-stage image)."""
+    return replace(cfg, input_size=cfg.effective_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def prepare_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Raw RGB uint8 image of any size -> uint8 image at the network's input size.
+
+    This is what the app shows as "preprocessed" and what the training cache stores.
+    """
+    return to_input(to_effective(rgb, cfg), cfg)
 
 
 def normalise_batch(batch_uint8: Any, cfg: PreprocessConfig) -> Any:

@@ -278,6 +278,27 @@ def test_half_precision_bundle_keeps_predictions(tmp_path):
     assert np.abs(a - b).max() < 1e-3
 
 
+def test_engine_shares_the_first_stage_without_changing_any_member_input(tmp_path):
+    """Members at different input sizes, with the JPEG step, get exactly what prepare_image gives each."""
+    torch.manual_seed(0)
+    for i, size in enumerate([(48, 64), (60, 80)]):
+        save_bundle(build_model("baseline_cnn"), tmp_path / "ens" / f"m{i}", architecture="baseline_cnn",
+                    preprocess=PreprocessConfig(input_size=size, jpeg_quality=75), temperature=1.0,
+                    metrics={}, training={})
+    save_ensemble(tmp_path / "ens", [("m0", 1.0), ("m1", 1.0)], name="two-sizes")
+    engine = EnsembleEngine(tmp_path / "ens", "cpu", backend="torch")
+    full = [load_image(p) for p in sorted((require_data(FULLRES) / "images").glob("*.jpg"))[:3]]
+    preds = engine.predict(full)
+    for k, img in enumerate(full):
+        for i, m in enumerate(engine.ensemble.members):
+            x = prepare_image(img, m.preprocess)
+            if i == 0:
+                assert np.array_equal(preds[k].preprocessed, x)
+            with torch.inference_mode():
+                direct = engine._member_probs(i, x[None], m.preprocess)[0].numpy()
+            np.testing.assert_allclose(preds[k].member_probabilities[m.name], direct, atol=1e-6)
+
+
 def test_engine_averages_members_with_weights_and_temperature(tmp_path):
     ens = make_tiny_ensemble(tmp_path / "ens")
     m = json.loads((ens / "manifest.json").read_text())
