@@ -192,6 +192,15 @@ def test_about_names_version_models_licence_and_device(qtbot, make_window):
     box.close()
 
 
+def test_about_says_how_the_default_models_preprocess_a_photo():
+    from lesion_desktop.engine import EnsembleEngine
+    from lesion_desktop.paths import bundled_models_dir
+    from lesion_desktop.qt.about import models_html
+
+    text = models_html(EnsembleEngine(bundled_models_dir(), "cpu"))
+    assert text.count("first brought to 200×150 px; larger ones re-encoded as JPEG quality 75") == 2
+
+
 def test_menus_and_standard_shortcuts(make_window):
     w = make_window()
     menus = [a.text().replace("&", "") for a in w.menuBar().actions()]

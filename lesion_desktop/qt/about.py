@@ -49,8 +49,11 @@ def models_html(engine: EnsembleEngine | None, models_dir: Path | None = None, e
     man = ens.manifest
     member_manifests = [m.manifest for m in ens.members]
     rows = "".join(
-        f"<li>{esc(m.architecture)} — input {m.preprocess.input_size[1]}×{m.preprocess.input_size[0]} px, "
-        f"weight {w:.2f}, temperature {m.temperature:.2f}"
+        f"<li>{esc(m.architecture)} — input {m.preprocess.input_size[1]}×{m.preprocess.input_size[0]} px "
+        f"(every photo first brought to {m.preprocess.effective_size[1]}×{m.preprocess.effective_size[0]} px"
+        + (f"; larger ones re-encoded as JPEG quality {m.preprocess.jpeg_quality}, like the training images"
+           if m.preprocess.jpeg_quality is not None else "")
+        + f"), weight {w:.2f}, temperature {m.temperature:.2f}"
         + (f"<br/><small>validation: {esc(metrics_line(m.manifest.get('metrics', {}).get('val')))}</small>"
            if isinstance(m.manifest.get("metrics"), dict) and m.manifest["metrics"].get("val") else "")
         + "</li>"
