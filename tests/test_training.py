@@ -212,6 +212,22 @@ def test_a_finished_run_can_be_given_more_epochs(tmp_path):
     assert training["seconds"] > first.seconds
 
 
+def test_a_checkpoint_from_before_the_jpeg_setting_still_resumes(tmp_path):
+    """Upgrading the program must not throw away a half-finished training."""
+    import torch
+
+    from training.trainer import CHECKPOINT
+
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    first = train(_tiny_cfg(data, tmp_path / "run"))
+    ckpt = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
+    del ckpt["config"]["jpeg_quality"]  # as written by the previous version
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    more = train(_tiny_cfg(data, tmp_path / "run", epochs_all=2))
+    assert more.history[:3] == first.history and len(more.history) == 4
+    assert not (tmp_path / "run" / "checkpoint.other-config.pt").exists()
+
+
 def test_early_stopping_judges_the_all_layers_phase_from_its_midpoint(tmp_path, monkeypatch):
     """Patience counts only once the one-cycle rate has come down, and only epochs without a new best."""
     import training.trainer as trainer_mod

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -387,7 +387,11 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     ignored = ("command", "device", "eval_batch_size", "epochs_head", "epochs_top", "epochs_all", "patience")
-    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in ignored}
+    # A checkpoint written before a setting existed ran with that setting's default (jpeg_quality: "auto"
+    # gives what older versions did for full-size data, and the recorded quality for copies they never
+    # re-encoded), so a run can still be resumed across an upgrade.
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    return {k: v for k, v in json.loads(json.dumps({**defaults, **cfg})).items() if k not in ignored}
 
 
 def _eta(epoch_times: list[float], te: float, b: int, batches: int, remaining_epochs: int) -> float:
