@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from lesion_desktop.bundle import load_ensemble
-from lesion_desktop.engine import EnsembleEngine
-from lesion_desktop.imageio import load_image
 from lesion_desktop.paths import bundled_models_dir
 from tests.helpers import FULLRES, HAM, require_data
+from training.robustness import size_agreement
 
 pytestmark = pytest.mark.slow
 
@@ -28,18 +26,9 @@ def test_default_ensemble_manifest_records_how_it_was_made():
 
 def test_full_size_originals_agree_with_their_training_size_copies():
     """The 150 original 600x450 images against their 200x150 copies: same top class, close probabilities."""
-    require_data(FULLRES)
-    engine = EnsembleEngine(bundled_models_dir(), device="cpu")
-    paths = sorted((FULLRES / "images").glob("*.jpg"))
-    assert len(paths) == 150
-    agree, diffs = 0, []
-    for i in range(0, len(paths), 25):
-        chunk = paths[i : i + 25]
-        big = engine.predict([load_image(p) for p in chunk])
-        small = engine.predict([load_image(HAM / "images" / p.name) for p in chunk])
-        for a, b in zip(big, small, strict=True):
-            agree += a.top_index == b.top_index
-            diffs.append(np.abs(a.probabilities - b.probabilities).mean())
-    print(f"agreement {agree / len(paths):.3f}, mean abs probability difference {np.mean(diffs):.4f}")
-    assert agree / len(paths) >= 0.95
-    assert float(np.mean(diffs)) <= 0.05
+    r = size_agreement(bundled_models_dir(), require_data(FULLRES) / "images", HAM / "images")
+    assert r.n == 150 and not r.problems
+    print(f"agreement {r.agreement:.3f}, mean abs probability difference {r.mean_abs_difference:.4f}")
+    assert r.agreement >= 0.95
+    assert r.mean_abs_difference <= 0.05
+    assert len(r.disagreements) == round((1 - r.agreement) * 150)

@@ -322,3 +322,30 @@ def test_training_command_line_reads_and_refuses_jpeg_quality(capsys):
         with pytest.raises(SystemExit):
             p.parse_args(["train", "data", "-a", "mobilenet_v2", "-o", "out", "--jpeg-quality", bad])
         assert "expected 'auto', 'none' or a quality 1..100" in capsys.readouterr().err
+
+
+def test_agreement_command_reports_pairs_problems_and_the_verdict(tmp_path, capsys):
+    """`python -m training agreement`: pairs by file name, skips what it cannot use, exits 1 when not met."""
+    import shutil
+
+    from tests.helpers import FULLRES
+    from training.cli import main as train_main
+
+    full, copies = tmp_path / "full", tmp_path / "copies"
+    full.mkdir()
+    copies.mkdir()
+    for p in sorted((require_data(FULLRES) / "images").glob("*.jpg"))[:4]:
+        shutil.copy(p, full)
+        shutil.copy(HAM / "images" / p.name, copies)
+    (full / "ISIC_missing.jpg").write_bytes((full / p.name).read_bytes())  # no copy of that name
+    (full / "ISIC_broken.jpg").write_bytes(b"not an image")
+    (copies / "ISIC_broken.jpg").write_bytes(b"not an image either")
+    ens = make_tiny_ensemble(tmp_path / "ens")
+    # the same image at both sizes through one untrained model: a loose target is met, an impossible one not
+    assert train_main(["agreement", str(ens), str(full), str(copies), "--min-agreement", "0",
+                       "--max-difference", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "4 pairs" in out and "ISIC_missing.jpg: no copy" in out and "ISIC_broken.jpg" in out and ": met" in out
+    assert train_main(["agreement", str(ens), str(full), str(copies), "--max-difference", "0"]) == 1
+    assert "NOT met" in capsys.readouterr().out
+    assert train_main(["agreement", str(ens), str(full), str(tmp_path / "nowhere")]) != 0

@@ -164,6 +164,26 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agreement(a: argparse.Namespace) -> int:
+    from training.progress import TerminalProgress
+    from training.robustness import size_agreement
+
+    prog = TerminalProgress("agreement")
+    try:
+        r = size_agreement(Path(a.models), Path(a.full), Path(a.copies), device=a.device, tta=a.tta, progress=prog)
+    finally:
+        prog.close()
+    for problem in r.problems[:20]:
+        print("  skipped:", problem)
+    for name, big, small in r.disagreements:
+        print(f"  {name}: full size {big}, copy {small}")
+    met = r.met(a.min_agreement, a.max_difference)
+    print(f"{r.n} pairs: top class agrees for {r.agreement:.1%} (target {a.min_agreement:.0%}), mean absolute "
+          f"probability difference {r.mean_abs_difference:.4f} (target {a.max_difference}): "
+          + ("met" if met else "NOT met"))
+    return 0 if met else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -235,6 +255,16 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rollback", help="restore the previously active models")
     r.add_argument("--store")
     r.set_defaults(func=cmd_rollback)
+
+    ag = sub.add_parser("agreement", help="do full-size photos get the answer their training-size copies get?")
+    ag.add_argument("models", help="ensemble or bundle folder")
+    ag.add_argument("full", help="folder of full-size images")
+    ag.add_argument("copies", help="folder of the same images at training size (matched by file name)")
+    ag.add_argument("--device", default="cpu")
+    ag.add_argument("--tta", action="store_true")
+    ag.add_argument("--min-agreement", dest="min_agreement", type=float, default=0.95)
+    ag.add_argument("--max-difference", dest="max_difference", type=float, default=0.05)
+    ag.set_defaults(func=cmd_agreement)
 
     rt = sub.add_parser("retrain", help="train members, ensemble them and compare with the active models")
     rt.add_argument("data")
