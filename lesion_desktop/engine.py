@@ -10,7 +10,6 @@ import gc
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from lesion_desktop.bundle import Ensemble, load_ensemble
 from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.prediction import Prediction
-from lesion_desktop.preprocess import PreprocessConfig, normalise_batch, stage_key, to_effective, to_input
+from lesion_desktop.preprocess import PreprocessConfig, normalise_batch, prepare_for_members
 
 
 def resolve_device(requested: str = "auto") -> tuple[torch.device, str]:
@@ -117,24 +116,14 @@ class EnsembleEngine:
             return []
         with self._lock, torch.inference_mode():
             t0 = time.perf_counter()
-            # Keyed by the pixel-affecting fields only: members share the effective-resolution stage when
-            # their preprocessing agrees up to input size, and the resize too when they differ only in mean/std.
-            effective: dict[PreprocessConfig, list[np.ndarray]] = {}
-            prepared: dict[PreprocessConfig, np.ndarray] = {}
-            member_probs: list[torch.Tensor] = []
-            for i, m in enumerate(self.ensemble.members):
-                stage = stage_key(m.preprocess)
-                if stage not in effective:
-                    effective[stage] = [to_effective(img, m.preprocess) for img in images]
-                key = replace(m.preprocess, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-                if key not in prepared:
-                    prepared[key] = np.stack([to_input(img, m.preprocess) for img in effective[stage]])
-                member_probs.append(self._member_probs(i, prepared[key], m.preprocess))
+            prepared = prepare_for_members(images, [m.preprocess for m in self.ensemble.members])
+            member_probs = [self._member_probs(i, prepared[i], m.preprocess)
+                            for i, m in enumerate(self.ensemble.members)]
             w = torch.tensor(self.ensemble.weights).view(-1, 1, 1)
             combined = (torch.stack(member_probs) * w).sum(0)
             combined = combined / combined.sum(1, keepdim=True)
             seconds = (time.perf_counter() - t0) / len(images)
-        first = next(iter(prepared.values()))  # the first member's network input
+        first = prepared[0]  # the first member's network input
         names = self.members
         return [
             Prediction(

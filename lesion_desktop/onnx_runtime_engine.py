@@ -32,7 +32,7 @@ from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.errors import BundleError
 from lesion_desktop.manifest_io import MANIFEST, read_json_object, sha256_file
 from lesion_desktop.prediction import Prediction
-from lesion_desktop.preprocess import PreprocessConfig, stage_key, to_effective, to_input
+from lesion_desktop.preprocess import PreprocessConfig, prepare_for_members
 
 ONNX_FORMAT = "lesion-desktop-onnx"
 ONNX_FORMAT_VERSION = 1
@@ -227,23 +227,17 @@ class OnnxRuntimeEngine:
             return []
         with self._lock:
             t0 = time.perf_counter()
-            effective: dict[PreprocessConfig, list[np.ndarray]] = {}
-            prepared: dict[PreprocessConfig, np.ndarray] = {}
+            prepared = prepare_for_members(images, [m.preprocess for m in self.ensemble.members])
             member_probs: list[np.ndarray] = []
-            for m in self.ensemble.members:
-                stage = stage_key(m.preprocess)
-                if stage not in effective:
-                    effective[stage] = [to_effective(img, m.preprocess) for img in images]
-                if m.preprocess not in prepared:
-                    prepared[m.preprocess] = np.stack([to_input(img, m.preprocess) for img in effective[stage]])
-                x = normalise_batch_np(prepared[m.preprocess], m.preprocess)
+            for m, batch in zip(self.ensemble.members, prepared, strict=True):
+                x = normalise_batch_np(batch, m.preprocess)
                 (logits,) = m.session.run(None, {m.input_name: x})
                 member_probs.append(softmax_np(np.asarray(logits, dtype=np.float32) / np.float32(m.temperature)))
             w = np.asarray(self.ensemble.weights, dtype=np.float32).reshape(-1, 1, 1)
             combined = (np.stack(member_probs) * w).sum(0)
             combined = combined / combined.sum(1, keepdims=True)
             seconds = (time.perf_counter() - t0) / len(images)
-        first = prepared[self.ensemble.members[0].preprocess]
+        first = prepared[0]
         names = self.members
         return [
             Prediction(

@@ -15,6 +15,7 @@ down to 200x150 without the second step looks cleaner than anything the models w
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -171,6 +172,26 @@ def to_input(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
 def stage_key(cfg: PreprocessConfig) -> PreprocessConfig:
     """The fields that decide `to_effective`'s output (equal keys: the same first-stage image)."""
     return replace(cfg, input_size=cfg.effective_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def prepare_for_members(images: Sequence[np.ndarray], configs: Sequence[PreprocessConfig]) -> list[np.ndarray]:
+    """Each config's stacked network inputs (N, H, W, 3) for `images`, as `prepare_image` gives them.
+
+    Work is shared between configs that agree on the pixels: the first stage when they differ only in
+    input size or normalisation, the resize too when they differ only in normalisation.
+    """
+    effective: dict[PreprocessConfig, list[np.ndarray]] = {}
+    prepared: dict[PreprocessConfig, np.ndarray] = {}
+    out = []
+    for cfg in configs:
+        stage = stage_key(cfg)
+        if stage not in effective:
+            effective[stage] = [to_effective(img, cfg) for img in images]
+        key = replace(cfg, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        if key not in prepared:
+            prepared[key] = np.stack([to_input(img, cfg) for img in effective[stage]])
+        out.append(prepared[key])
+    return out
 
 
 def prepare_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
