@@ -64,19 +64,26 @@ def _libjpeg_table(quality: int) -> list[int]:
     return sorted(min(255, max(1, (v * scale + 50) // 100)) for v in _LIBJPEG_LUMA)
 
 
-def jpeg_quality_of(path: Path) -> int | None:
-    """The libjpeg quality (1..100) a JPEG was saved at, from its luminance table; None if it cannot be told."""
+def _size_and_jpeg_quality(path: Path) -> tuple[tuple[int, int], int | None] | None:
+    """(width, height) and the libjpeg quality from one opening of the file; None if it cannot be opened."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            size = im.size
             tables = getattr(im, "quantization", None) if im.format == "JPEG" else None
     except (OSError, ValueError):
         return None
     if not tables or 0 not in tables or len(tables[0]) != 64:
-        return None
+        return size, None
     luma = sorted(int(v) for v in tables[0])  # sorted: the same whatever order Pillow lists them in
-    return next((q for q in range(1, 101) if _libjpeg_table(q) == luma), None)
+    return size, next((q for q in range(1, 101) if _libjpeg_table(q) == luma), None)
+
+
+def jpeg_quality_of(path: Path) -> int | None:
+    """The libjpeg quality (1..100) a JPEG was saved at, from its luminance table; None if it cannot be told."""
+    info = _size_and_jpeg_quality(path)
+    return info[1] if info is not None else None
 
 
 def estimate_jpeg_quality(records: list[Record], effective_size: tuple[int, int], sample: int = 64) -> int | None:
@@ -84,21 +91,18 @@ def estimate_jpeg_quality(records: list[Record], effective_size: tuple[int, int]
     resolution saved with one libjpeg quality (HAM10000's copies: 75); otherwise None (mixed sizes, PNGs,
     other encoders), and then inputs are not re-encoded (PreprocessConfig.jpeg_quality).
     """
-    from PIL import Image
-
     if not records:
         return None
     picks = records[:: max(1, len(records) // sample)][:sample]
     found: set[int | None] = set()
     for r in picks:
-        try:
-            with Image.open(r.path) as im:
-                w, h = im.size
-        except (OSError, ValueError):
+        info = _size_and_jpeg_quality(r.path)
+        if info is None:
             return None
+        (w, h), quality = info
         if (h, w) not in (effective_size, effective_size[::-1]):
             return None
-        found.add(jpeg_quality_of(r.path))
+        found.add(quality)
     return found.pop() if len(found) == 1 else None
 
 
