@@ -324,6 +324,23 @@ def test_training_command_line_reads_and_refuses_jpeg_quality(capsys):
         assert "expected 'auto', 'none' or a quality 1..100" in capsys.readouterr().err
 
 
+def test_every_training_command_option_is_explained_in_help():
+    """`--help` tells what each option does, and names every architecture this software can train."""
+    import argparse
+
+    from lesion_desktop.registry import ARCHITECTURES
+    from training.cli import build_parser
+
+    p = build_parser()
+    subs = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    undocumented = [f"{name} {o.dest}" for name, sp in subs.choices.items() for o in sp._actions
+                    if not isinstance(o, argparse._HelpAction) and not o.help]
+    assert undocumented == []
+    for cmd in ("train", "retrain"):
+        text = subs.choices[cmd].format_help()
+        assert [a for a in ARCHITECTURES if a not in text] == []
+
+
 def test_agreement_command_reports_pairs_problems_and_the_verdict(tmp_path, capsys):
     """`python -m training agreement`: pairs by file name, skips what it cannot use, exits 1 when not met."""
     import shutil

@@ -184,53 +184,79 @@ def cmd_agreement(a: argparse.Namespace) -> int:
     return 0 if met else 1
 
 
+# Kept here rather than read from lesion_desktop.registry, so that --help does not import torch;
+# tests/test_cli.py checks the list against the registry.
+_ARCH_NAMES = ("mobilenet_v2, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, inception_v3, "
+               "densenet201, inception_resnet_v2, vgg16, baseline_cnn")
+_DATA_HELP = "data folder: HAM10000 layout (metadata CSV and images) or one folder per class"
+_DEVICE_HELP = "auto (CUDA when there is one, the default), cpu, cuda or cuda:N"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("split", help="write a lesion-grouped, stratified train/val/test split file")
     s.add_argument("data", help="data folder (HAM10000 layout or one folder per class)")
-    s.add_argument("--output", "-o", required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--train", type=float, default=0.7)
-    s.add_argument("--val", type=float, default=0.15)
+    s.add_argument("--output", "-o", required=True, help="split file to write (JSON)")
+    s.add_argument("--seed", type=int, default=0, help="the same seed and data give the same split (default 0)")
+    s.add_argument("--train", type=float, default=0.7, help="fraction of lesions for training (default 0.7)")
+    s.add_argument("--val", type=float, default=0.15,
+                   help="fraction for validation, where models are chosen (default 0.15); the rest is test")
     s.set_defaults(func=cmd_split)
 
     t = sub.add_parser("train", help="fine-tune one architecture (Part A then Part B) into a bundle")
-    t.add_argument("data")
-    t.add_argument("--architecture", "-a", required=True)
-    t.add_argument("--out-dir", "-o", dest="out_dir", required=True)
-    t.add_argument("--input-size", dest="input_size", type=_pair)
-    t.add_argument("--epochs-head", dest="epochs_head", type=int)
-    t.add_argument("--epochs-top", dest="epochs_top", type=int)
-    t.add_argument("--epochs-all", dest="epochs_all", type=int)
-    t.add_argument("--batch-size", dest="batch_size", type=int)
-    t.add_argument("--lr-head", dest="lr_head", type=float)
-    t.add_argument("--lr-top", dest="lr_top", type=float)
-    t.add_argument("--lr-all", dest="lr_all", type=float)
-    t.add_argument("--class-weight-power", dest="class_weight_power", type=float)
+    t.add_argument("data", help=_DATA_HELP)
+    t.add_argument("--architecture", "-a", required=True, help=f"one of: {_ARCH_NAMES}")
+    t.add_argument("--out-dir", "-o", dest="out_dir", required=True,
+                   help="run folder: checkpoints, metrics and the finished bundle; rerunning resumes it")
+    t.add_argument("--input-size", dest="input_size", type=_pair,
+                   help="HEIGHTxWIDTH fed to the network, e.g. 192x256 (default: the architecture's own)")
+    t.add_argument("--epochs-head", dest="epochs_head", type=int,
+                   help="Part A, new head only, backbone frozen (default 1)")
+    t.add_argument("--epochs-top", dest="epochs_top", type=int,
+                   help="Part A, head and the top block unfrozen (default 2; 0 skips it)")
+    t.add_argument("--epochs-all", dest="epochs_all", type=int,
+                   help="Part B, all layers (default 6); a larger value than a finished run's continues it")
+    t.add_argument("--batch-size", dest="batch_size", type=int, help="images per step (default 32)")
+    t.add_argument("--lr-head", dest="lr_head", type=float, help="AdamW learning rate, head phase (default 1e-3)")
+    t.add_argument("--lr-top", dest="lr_top", type=float, help="top-block phase (default 3e-4)")
+    t.add_argument("--lr-all", dest="lr_all", type=float,
+                   help="all-layers phase (default 1e-4); each phase runs a one-cycle schedule: warm-up, then cosine decay")
+    t.add_argument("--class-weight-power", dest="class_weight_power", type=float,
+                   help="loss weight of a class = (1/frequency)**power: 1 balances the classes (default), "
+                        "0 weighs every image alike")
     t.add_argument("--patience", type=int,
                    help="stop all-layers training after this many epochs without a new best, counted from its midpoint")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--imagenet", help="'auto' (torch cache), 'none', or a weights file")
-    t.add_argument("--color-constancy", dest="color_constancy", action="store_true", default=None)
-    t.add_argument("--hair-removal", dest="hair_removal", action="store_true", default=None)
+    t.add_argument("--seed", type=int, help="initialisation, augmentation and batch order (default 0)")
+    t.add_argument("--imagenet", help="starting weights: 'auto' (torch cache, the default), 'none', or a weights "
+                                      "file (ImageNet, or a fine-tuned best.safetensors; its head is replaced)")
+    t.add_argument("--color-constancy", dest="color_constancy", action="store_true", default=None,
+                   help="Shades-of-Gray colour constancy before the network (recorded in the manifest, so the "
+                        "app applies it too)")
+    t.add_argument("--hair-removal", dest="hair_removal", action="store_true", default=None,
+                   help="remove dark hairs (black-hat and inpainting) before the network, in training and in use")
     t.add_argument("--jpeg-quality", dest="jpeg_quality", type=_jpeg_quality,
                    help="re-encode downsampled inputs at this JPEG quality, as the training copies were: 'auto' "
                         "(default: read from the training images' quantisation tables), 'none', or 1..100")
-    t.add_argument("--device")
-    t.add_argument("--split-file", dest="split_file")
-    t.add_argument("--cache-dir", dest="cache_dir")
-    t.add_argument("--max-batches", dest="max_batches", type=int)
-    t.add_argument("--half-weights", dest="half_weights", action="store_true", default=None)
+    t.add_argument("--device", help=_DEVICE_HELP)
+    t.add_argument("--split-file", dest="split_file",
+                   help="split written by 'split' (default: a new seeded split saved in the run folder)")
+    t.add_argument("--cache-dir", dest="cache_dir",
+                   help="decoded-image cache (default: inside the run folder); shared runs can share it")
+    t.add_argument("--max-batches", dest="max_batches", type=int,
+                   help="stop each epoch after this many batches (quick trials and tests, not real training)")
+    t.add_argument("--half-weights", dest="half_weights", action="store_true", default=None,
+                   help="store the bundle's weights as fp16 (half the size on disk)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score an ensemble or bundle on a split and write a report")
-    e.add_argument("models")
-    e.add_argument("data")
-    e.add_argument("--split-file", dest="split_file", required=True)
-    e.add_argument("--which", choices=["train", "val", "test"], default="val")
-    e.add_argument("--cache-dir", dest="cache_dir", default="cache")
+    e.add_argument("models", help="ensemble or bundle folder")
+    e.add_argument("data", help=_DATA_HELP)
+    e.add_argument("--split-file", dest="split_file", required=True, help="split written by 'split'")
+    e.add_argument("--which", choices=["train", "val", "test"], default="val",
+                   help="which part of the split to score (default val)")
+    e.add_argument("--cache-dir", dest="cache_dir", default="cache", help="decoded-image cache (default ./cache)")
     e.add_argument("--report", help="folder for metrics.json, report.md and the plots")
     e.add_argument("--tta", action="store_true",
                    help="average over flips and 90-degree rotations, as the app does with TTA on (6x slower)")
@@ -238,46 +264,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("ensemble", help="combine trained bundles with weights chosen on validation")
     n.add_argument("members", nargs="+", help="bundle folders")
-    n.add_argument("--data", required=True)
-    n.add_argument("--split-file", dest="split_file", required=True)
-    n.add_argument("--output", "-o", required=True)
-    n.add_argument("--name", default="ensemble")
-    n.add_argument("--cache-dir", dest="cache_dir", default="cache")
+    n.add_argument("--data", required=True, help=_DATA_HELP)
+    n.add_argument("--split-file", dest="split_file", required=True,
+                   help="split written by 'split'; weights and temperature are fitted on its validation part")
+    n.add_argument("--output", "-o", required=True, help="folder for the ensemble")
+    n.add_argument("--name", default="ensemble", help="name shown in the app (default 'ensemble')")
+    n.add_argument("--cache-dir", dest="cache_dir", default="cache", help="decoded-image cache (default ./cache)")
     n.add_argument("--members-command", dest="members_command", action="append",
                    help="record the command that trained a member (repeatable)")
     n.set_defaults(func=cmd_ensemble)
 
     i = sub.add_parser("install", help="make an ensemble active (the current one is kept for roll-back)")
-    i.add_argument("models")
+    i.add_argument("models", help="ensemble folder; it is loaded and checked before it becomes active")
     i.add_argument("--store", help="model store folder (default: the app's data folder)")
     i.set_defaults(func=cmd_install)
 
     r = sub.add_parser("rollback", help="restore the previously active models")
-    r.add_argument("--store")
+    r.add_argument("--store", help="model store folder (default: the app's data folder)")
     r.set_defaults(func=cmd_rollback)
 
     ag = sub.add_parser("agreement", help="do full-size photos get the answer their training-size copies get?")
     ag.add_argument("models", help="ensemble or bundle folder")
     ag.add_argument("full", help="folder of full-size images")
     ag.add_argument("copies", help="folder of the same images at training size (matched by file name)")
-    ag.add_argument("--device", default="cpu")
-    ag.add_argument("--tta", action="store_true")
-    ag.add_argument("--min-agreement", dest="min_agreement", type=float, default=0.95)
-    ag.add_argument("--max-difference", dest="max_difference", type=float, default=0.05)
+    ag.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    ag.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations")
+    ag.add_argument("--min-agreement", dest="min_agreement", type=float, default=0.95,
+                    help="fraction of pairs whose top class must agree (default 0.95); exit status 1 below it")
+    ag.add_argument("--max-difference", dest="max_difference", type=float, default=0.05,
+                    help="largest allowed mean absolute probability difference (default 0.05)")
     ag.set_defaults(func=cmd_agreement)
 
     rt = sub.add_parser("retrain", help="train members, ensemble them and compare with the active models")
-    rt.add_argument("data")
-    rt.add_argument("--architectures", "-a", nargs="+", required=True)
-    rt.add_argument("--work-dir", dest="work_dir", required=True)
-    rt.add_argument("--epochs-head", dest="epochs_head", type=int, default=1)
-    rt.add_argument("--epochs-top", dest="epochs_top", type=int, default=1)
-    rt.add_argument("--epochs-all", dest="epochs_all", type=int, default=3)
-    rt.add_argument("--input-size", dest="input_size", type=_pair)
-    rt.add_argument("--imagenet", default="auto")
-    rt.add_argument("--batch-size", dest="batch_size", type=int, default=32)
-    rt.add_argument("--max-batches", dest="max_batches", type=int)
-    rt.add_argument("--device", default="auto")
+    rt.add_argument("data", help=_DATA_HELP)
+    rt.add_argument("--architectures", "-a", nargs="+", required=True, help=f"one or more of: {_ARCH_NAMES}")
+    rt.add_argument("--work-dir", dest="work_dir", required=True,
+                    help="folder for the split, the member runs and the candidate ensemble")
+    rt.add_argument("--epochs-head", dest="epochs_head", type=int, default=1, help="Part A, head only (default 1)")
+    rt.add_argument("--epochs-top", dest="epochs_top", type=int, default=1, help="Part A, top block (default 1)")
+    rt.add_argument("--epochs-all", dest="epochs_all", type=int, default=3, help="Part B, all layers (default 3)")
+    rt.add_argument("--input-size", dest="input_size", type=_pair, help="HEIGHTxWIDTH (default: each network's own)")
+    rt.add_argument("--imagenet", default="auto", help="'auto' (torch cache), 'none', or a weights file")
+    rt.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="images per step (default 32)")
+    rt.add_argument("--max-batches", dest="max_batches", type=int,
+                    help="stop each epoch after this many batches (quick trials only)")
+    rt.add_argument("--device", default="auto", help=_DEVICE_HELP)
     rt.add_argument("--install", action="store_true", help="install the candidate if it beats the active models")
     rt.set_defaults(func=cmd_retrain)
     return p
