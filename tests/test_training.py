@@ -106,6 +106,27 @@ def test_metrics_on_a_known_example():
     assert binary_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
 
 
+def test_malignancy_warning_rates_count_the_combined_malignant_probability():
+    """A melanoma ranked as a nevus still counts as warned on when mel + bcc + akiec reach the threshold."""
+    from lesion_desktop.settings import Settings
+    from training.metrics import WARNING_THRESHOLDS
+
+    probs = np.zeros((5, 7))
+    probs[0, [4, 5]] = (0.25, 0.75)  # melanoma, nevus on top, malignant 0.25
+    probs[1, [4, 5]] = (0.60, 0.40)  # melanoma, malignant 0.60
+    probs[2, [0, 1, 5]] = (0.15, 0.20, 0.65)  # bcc, nevus on top, malignant 0.35
+    probs[3, [1, 5]] = (0.10, 0.90)  # nevus, malignant 0.10
+    probs[4, [4, 2]] = (0.30, 0.70)  # bkl, malignant 0.30 (exactly at the threshold: warned)
+    y = np.array([4, 4, 1, 5, 2])
+    rows = {r["threshold"]: r for r in evaluate(probs, y)["malignancy_warning"]}
+    assert Settings().warning_threshold in WARNING_THRESHOLDS
+    assert rows[0.3] == {"threshold": 0.3, "melanoma": 0.5, "malignant": pytest.approx(2 / 3), "benign": 0.5}
+    assert rows[0.2] == {"threshold": 0.2, "melanoma": 1.0, "malignant": 1.0, "benign": 0.5}
+    assert rows[0.5]["malignant"] == pytest.approx(1 / 3) and rows[0.5]["benign"] == 0.0
+    only_benign = evaluate(probs[3:], y[3:])["malignancy_warning"][0]
+    assert only_benign["melanoma"] is None and only_benign["malignant"] is None
+
+
 def test_temperature_and_ensemble_weights():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 3000)
@@ -130,6 +151,7 @@ def test_report_files(tmp_path):
     for f in ("metrics.json", "confusion.png", "reliability.png", "report.md"):
         assert (tmp_path / "r" / f).stat().st_size > 100
     assert "balanced acc" in out.read_text() and "| mel |" in out.read_text()
+    assert "| 30% |" in out.read_text()  # the malignancy warning at the app's default threshold
 
 
 def _tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:

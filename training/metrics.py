@@ -6,7 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from lesion_desktop.classes import CLASS_CODES, MEL_INDEX, NUM_CLASSES
+from lesion_desktop.classes import CLASS_CODES, MALIGNANT_INDICES, MEL_INDEX, NUM_CLASSES
+
+# Warning thresholds the reports tabulate; the app's default (Settings.warning_threshold, 0.30) is among them.
+WARNING_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
@@ -48,6 +51,28 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return float(ece), table
 
 
+def malignancy_warning(probs: np.ndarray, y_true: np.ndarray,
+                       thresholds: tuple[float, ...] = WARNING_THRESHOLDS) -> list[dict[str, Any]]:
+    """How the app's warning (combined mel + bcc + akiec probability >= threshold) would have fired.
+
+    For each threshold: the fraction of melanomas and of all malignant lesions it warns on (its sensitivity,
+    whatever the top label), and the fraction of benign lesions it warns on (its false alarms).
+    """
+    malignant = np.asarray(probs, dtype=np.float64)[:, list(MALIGNANT_INDICES)].sum(axis=1)
+    is_mel = y_true == MEL_INDEX
+    is_malignant = np.isin(y_true, MALIGNANT_INDICES)
+
+    def rate(mask: np.ndarray, warned: np.ndarray) -> float | None:
+        return float(warned[mask].mean()) if mask.any() else None
+
+    rows = []
+    for t in thresholds:
+        warned = malignant >= t - 1e-9
+        rows.append({"threshold": float(t), "melanoma": rate(is_mel, warned),
+                     "malignant": rate(is_malignant, warned), "benign": rate(~is_malignant, warned)})
+    return rows
+
+
 def evaluate(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
     """Every figure the reports show, as plain JSON-able values."""
     probs = np.asarray(probs, dtype=np.float64)
@@ -80,6 +105,7 @@ def evaluate(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
         },
         "confusion_matrix": cm.tolist(),
         "reliability": reliability,
+        "malignancy_warning": malignancy_warning(probs, y_true),
     }
 
 

@@ -74,6 +74,15 @@ def write_report(metrics: dict[str, Any], folder: Path, title: str) -> Path:
     for code, v in metrics["per_class"].items():
         lines.append(f"| {code} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['auc']:.3f} "
                      f"| {v['support']} |")
+    warning = metrics.get("malignancy_warning")
+    if warning:
+        pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+        lines += ["", "The app's malignancy warning (combined mel + bcc + akiec probability at or above the "
+                  "threshold; the app's default is 30%): the share of each group it would have warned on.", "",
+                  "| threshold | melanomas | all malignant (mel, bcc, akiec) | benign (false alarms) |",
+                  "|---|---|---|---|"]
+        lines += [f"| {r['threshold']:.0%} | {pct(r['melanoma'])} | {pct(r['malignant'])} | {pct(r['benign'])} |"
+                  for r in warning]
     lines += ["", "![confusion matrix](confusion.png) ![reliability diagram](reliability.png)", ""]
     out = folder / "report.md"
     out.write_text("\n".join(lines))
