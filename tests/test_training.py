@@ -169,6 +169,7 @@ def test_two_part_training_writes_a_calibrated_bundle_and_reports_progress(tmp_p
     b = load_bundle(res.bundle)
     assert b.manifest["training"]["data_fingerprint"] and b.manifest["training"]["history"]
     assert b.manifest["metrics"]["val"]["n"] > 0 and "melanoma_recall" in b.manifest["metrics"]["val"]
+    assert [r["threshold"] for r in b.manifest["metrics"]["val"]["malignancy_warning"]] == [0.1, 0.2, 0.3, 0.4, 0.5]
     assert b.manifest["preprocessing"]["effective_size"] == [150, 200]
     assert b.manifest["preprocessing"]["jpeg_quality"] == 75  # read from the HAM10000 copies it trained on
     assert [h["phase"] for h in res.history] == ["head", "top", "all"]

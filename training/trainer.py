@@ -447,4 +447,7 @@ def finish(cfg: TrainConfig, model: nn.Module, cache: ImageCache, idx: dict[str,
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
     keys = ("n", "balanced_accuracy", "melanoma_recall", "accuracy", "macro_auc", "ece", "nll")
-    return {k: m[k] for k in keys} | {"recall": {c: v["recall"] for c, v in m["per_class"].items()}}
+    brief = {k: m[k] for k in keys} | {"recall": {c: v["recall"] for c, v in m["per_class"].items()}}
+    if "malignancy_warning" in m:
+        brief["malignancy_warning"] = m["malignancy_warning"]
+    return brief
