@@ -201,6 +201,22 @@ def test_about_says_how_the_default_models_preprocess_a_photo():
     assert text.count("first brought to 200×150 px; larger ones re-encoded as JPEG quality 75") == 2
 
 
+def test_models_info_says_how_often_the_malignancy_warning_fired():
+    """The figures a clinician needs to choose the warning threshold, read from the manifest; odd ones ignored."""
+    from lesion_desktop.qt.about import warning_rates_html
+
+    rows = [{"threshold": 0.2, "melanoma": 0.964, "malignant": 0.973, "benign": 0.427},
+            {"threshold": 0.3, "melanoma": 0.874, "malignant": 0.919, "benign": None}]
+    text = warning_rates_html({"val": {"n": 9, "malignancy_warning": rows[:1]},
+                               "test": {"n": 1506, "malignancy_warning": rows}})
+    assert "test split (n = 1506)" in text
+    assert "<td>30%</td><td>87%</td><td>92%</td><td>–</td>" in text
+    assert "validation split (n = 9)" in warning_rates_html({"val": {"n": 9, "malignancy_warning": rows[:1]}})
+    for odd in ({}, {"test": None}, {"test": {"malignancy_warning": "x"}}, {"test": {"malignancy_warning": [{}]}},
+                {"test": {"malignancy_warning": [{"threshold": "high"}]}}):
+        assert warning_rates_html(odd) == ""
+
+
 def test_menus_and_standard_shortcuts(make_window):
     w = make_window()
     menus = [a.text().replace("&", "") for a in w.menuBar().actions()]

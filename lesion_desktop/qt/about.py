@@ -30,6 +30,34 @@ def metrics_line(m: Any) -> str:
     return ", ".join(parts)
 
 
+def warning_rates_html(metrics: dict[str, Any]) -> str:
+    """How often the malignancy warning fired on the models' own held-out images, per threshold.
+
+    From the manifest's test split (else validation), when its training recorded it; "" otherwise.
+    """
+    esc = html.escape
+    for split, label in (("test", "test split"), ("val", "validation split")):
+        m = metrics.get(split)
+        rows = m.get("malignancy_warning") if isinstance(m, dict) else None
+        if not isinstance(rows, list) or not rows:
+            continue
+
+        def pct(v: Any) -> str:
+            return f"{v:.0%}" if isinstance(v, int | float) else "–"
+
+        try:
+            body = "".join(
+                f"<tr><td>{r['threshold']:.0%}</td><td>{pct(r.get('melanoma'))}</td>"
+                f"<td>{pct(r.get('malignant'))}</td><td>{pct(r.get('benign'))}</td></tr>" for r in rows)
+        except (KeyError, TypeError, ValueError):
+            return ""
+        return (f"<p><b>Malignancy warning</b> on the {esc(label)} (n = {esc(str(m.get('n', '?')))}): the share "
+                f"of each group it fired for, by threshold (a setting)</p>"
+                f"<table cellspacing='0' cellpadding='2' border='1'><tr><th>threshold</th><th>melanomas</th>"
+                f"<th>all malignant</th><th>benign (false alarms)</th></tr>{body}</table>")
+    return ""
+
+
 def _training_data(manifest: dict[str, Any], members: list[dict[str, Any]]) -> str:
     sources = []
     for m in [manifest, *members]:
@@ -71,6 +99,7 @@ def models_html(engine: EnsembleEngine | None, models_dir: Path | None = None, e
         f"created {esc(str(man.get('created', 'unknown')))}</p>"
         f"<p><b>Members</b></p><ul>{rows}</ul>"
         f"<p><b>Ensemble metrics</b></p><ul>{metric_rows}</ul>"
+        + warning_rates_html(metrics) +
         f"<p><b>Training data:</b> {esc(_training_data(man, member_manifests))}</p>"
         f"<p><b>Licence:</b> {esc(str(licence))}</p>"
     )
