@@ -199,6 +199,7 @@ def test_about_says_how_the_default_models_preprocess_a_photo():
 
     text = models_html(EnsembleEngine(bundled_models_dir(), "cpu"))
     assert text.count("first brought to 200×150 px; larger ones re-encoded as JPEG quality 75") == 2
+    assert "<b>Malignancy warning</b> on the test split (n = 1506)" in text and text.count("<td>30%</td>") == 1
 
 
 def test_models_info_says_how_often_the_malignancy_warning_fired():
