@@ -61,7 +61,9 @@ class Settings:
         group="Models"))
     warning_threshold: float = field(default=0.30, metadata=_meta(
         "Malignancy warning threshold", "Show the red warning when melanoma + basal cell carcinoma + "
-        "actinic keratosis together reach this probability, whatever the top label is.",
+        "actinic keratosis together reach this probability, whatever the top label is. Lower catches more "
+        "melanomas and warns on more benign lesions: 'Active models' below shows both rates per threshold when "
+        "the models record them.",
         group="Result", minimum=0.01, maximum=0.99, step=0.01))
     show_heatmap: bool = field(default=True, metadata=_meta(
         "Show Grad-CAM heat-map", "Overlay the regions that drove the top class on the network input.",
