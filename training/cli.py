@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-head", dest="lr_head", type=float, help="AdamW learning rate, head phase (default 1e-3)")
     t.add_argument("--lr-top", dest="lr_top", type=float, help="top-block phase (default 3e-4)")
     t.add_argument("--lr-all", dest="lr_all", type=float,
-                   help="all-layers phase (default 1e-4); each phase runs a one-cycle schedule: warm-up, then cosine decay")
+                   help="all-layers phase (default 1e-4); each phase runs a one-cycle schedule: warm-up, "
+                        "then cosine decay")
     t.add_argument("--class-weight-power", dest="class_weight_power", type=float,
                    help="loss weight of a class = (1/frequency)**power: 1 balances the classes (default), "
                         "0 weighs every image alike")
