@@ -127,6 +127,31 @@ def test_malignancy_warning_rates_count_the_combined_malignant_probability():
     assert only_benign["melanoma"] is None and only_benign["malignant"] is None
 
 
+def test_bootstrap_intervals_resample_lesions_and_cover_the_figure():
+    """Intervals bracket the point figure, narrow with more data, and widen when images repeat lesions."""
+    from training.metrics import bootstrap_intervals
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 7, 600)
+    pred = np.where(rng.random(600) < 0.7, y, rng.integers(0, 7, 600))
+    probs = np.eye(7)[pred] * 0.9 + 0.1 / 7
+    m = evaluate(probs, y)
+    ci = bootstrap_intervals(probs, y)
+    for k in ("balanced_accuracy", "melanoma_recall", "accuracy"):
+        lo, hi = ci[k]
+        assert lo < m[k] < hi and hi - lo < 0.25
+    assert ci["unit"] == "image" and bootstrap_intervals(probs, y) == ci  # seeded: the same every time
+    big = bootstrap_intervals(np.tile(probs, (4, 1)), np.tile(y, 4))
+    width = lambda c: c["accuracy"][1] - c["accuracy"][0]  # noqa: E731
+    assert width(big) < 0.7 * width(ci)
+    # The same 600 images shown four times each: as lesions they are 600 draws, not 2400.
+    lesions = np.tile(np.arange(600).astype(str), 4)
+    grouped = bootstrap_intervals(np.tile(probs, (4, 1)), np.tile(y, 4), lesions)
+    assert grouped["unit"] == "lesion" and width(grouped) > 1.5 * width(big)
+    no_mel = bootstrap_intervals(probs[y != 4], y[y != 4])
+    assert no_mel["melanoma_recall"] is None and no_mel["balanced_accuracy"] is not None
+
+
 def test_temperature_and_ensemble_weights():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 3000)
@@ -152,6 +177,12 @@ def test_report_files(tmp_path):
         assert (tmp_path / "r" / f).stat().st_size > 100
     assert "balanced acc" in out.read_text() and "| mel |" in out.read_text()
     assert "| 30% |" in out.read_text()  # the malignancy warning at the app's default threshold
+    from training.metrics import bootstrap_intervals
+
+    m = evaluate(probs, y) | {"intervals": bootstrap_intervals(probs, y)}
+    text = write_report(m, tmp_path / "ci", "With intervals").read_text()
+    lo, hi = m["intervals"]["balanced_accuracy"]
+    assert f"balanced acc {m['balanced_accuracy']:.3f} ({lo:.3f}-{hi:.3f})" in text and "bootstrap" in text
 
 
 def _tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
@@ -170,6 +201,7 @@ def test_two_part_training_writes_a_calibrated_bundle_and_reports_progress(tmp_p
     assert b.manifest["training"]["data_fingerprint"] and b.manifest["training"]["history"]
     assert b.manifest["metrics"]["val"]["n"] > 0 and "melanoma_recall" in b.manifest["metrics"]["val"]
     assert [r["threshold"] for r in b.manifest["metrics"]["val"]["malignancy_warning"]] == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert b.manifest["metrics"]["val"]["intervals"]["unit"] == "lesion"
     assert b.manifest["preprocessing"]["effective_size"] == [150, 200]
     assert b.manifest["preprocessing"]["jpeg_quality"] == 75  # read from the HAM10000 copies it trained on
     assert [h["phase"] for h in res.history] == ["head", "top", "all"]
@@ -306,6 +338,9 @@ def test_evaluation_with_tta_gives_the_engines_tta_probabilities(tmp_path):
                             cache_dir=tmp_path / "cache", tta=True)
     assert m_plain["n"] == m_tta["n"] == len(ids)
     assert m_plain["nll"] != pytest.approx(m_tta["nll"], abs=1e-6)
+    assert m_plain["intervals"]["unit"] == "lesion"
+    lesion_of = {r.image_id: r.lesion_id for r in ds.records}
+    assert sorted(plain.groups) == sorted(lesion_of[i] for i in ids)
 
 
 def test_the_training_copies_jpeg_quality_is_read_from_their_quantisation_tables(tmp_path):

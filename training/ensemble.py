@@ -14,7 +14,7 @@ import torch
 from lesion_desktop.bundle import ModelBundle, load_bundle, load_ensemble, save_ensemble
 from lesion_desktop.errors import BundleError
 from training.data import build_cache, read_dataset
-from training.metrics import evaluate
+from training.metrics import bootstrap_intervals, evaluate
 from training.progress import Progress, check_cancel
 from training.splits import indices_for, load_split
 from training.trainer import _brief, predict_probs
@@ -26,6 +26,7 @@ class SplitProbs:
 
     probs: list[np.ndarray]
     labels: np.ndarray
+    groups: list[str]  # lesion id of each image, for intervals that resample lesions
 
 
 def member_probs(members: list[ModelBundle], data: str, split_file: str, which: str, cache_dir: Path,
@@ -49,12 +50,18 @@ def member_probs(members: list[ModelBundle], data: str, split_file: str, which: 
         ids = [cache.records[i].image_id for i in idx]
         if labels is None:
             labels = cache.labels()[idx]
+            groups = [cache.records[i].lesion_id for i in idx]
             ref_ids = ids
         elif ids != ref_ids:
             raise BundleError("Members decoded different image sets; cannot combine them.")
         out.append(p)
     assert labels is not None
-    return SplitProbs(out, labels)
+    return SplitProbs(out, labels, groups)
+
+
+def scored(probs: np.ndarray, split: SplitProbs) -> dict[str, Any]:
+    """evaluate() plus lesion-resampled 95% intervals: the figures a report and a manifest carry."""
+    return evaluate(probs, split.labels) | {"intervals": bootstrap_intervals(probs, split.labels, split.groups)}
 
 
 def combine(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
@@ -90,12 +97,12 @@ def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_f
     members = [load_bundle(Path(d)) for d in member_dirs]
     val = member_probs(members, data, split_file, "val", cache_dir, progress)
     weights = choose_weights(val.probs, val.labels)
-    val_metrics = evaluate(combine(val.probs, weights), val.labels)
+    val_metrics = scored(combine(val.probs, weights), val)
     test_metrics = None
     split = load_split(Path(split_file))
     if split["test"]:
         test = member_probs(members, data, split_file, "test", cache_dir, progress)
-        test_metrics = evaluate(combine(test.probs, weights), test.labels)
+        test_metrics = scored(combine(test.probs, weights), test)
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -118,4 +125,4 @@ def evaluate_models(models_dir: Path, *, data: str, split_file: str, which: str,
     """Score an installed or candidate ensemble on a split, exactly as build_ensemble does (or with TTA)."""
     ens = load_ensemble(Path(models_dir))
     sp = member_probs(ens.members, data, split_file, which, cache_dir, progress, tta=tta)
-    return evaluate(combine(sp.probs, np.array(ens.weights)), sp.labels)
+    return scored(combine(sp.probs, np.array(ens.weights)), sp)

@@ -73,6 +73,53 @@ def malignancy_warning(probs: np.ndarray, y_true: np.ndarray,
     return rows
 
 
+INTERVAL_METRICS = ("balanced_accuracy", "melanoma_recall", "accuracy")
+
+
+def bootstrap_intervals(probs: np.ndarray, y_true: np.ndarray, groups: np.ndarray | list[str] | None = None,
+                        resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Percentile bootstrap intervals for balanced accuracy, melanoma recall and accuracy.
+
+    Resamples whole lesions (`groups`: one lesion id per image) with replacement, so that a lesion photographed
+    several times counts as one draw; without groups, single images. The interval shows how far a figure
+    could move on another sample of the same size: a difference well inside it is not evidence of a better model.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    correct = np.asarray(probs).argmax(axis=1) == y
+    if groups is None:
+        group_index = np.arange(len(y))
+    else:
+        _, group_index = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(group_index.max()) + 1 if len(y) else 0
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {k: [] for k in INTERVAL_METRICS}
+    chunk = 100
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        draws = rng.integers(0, n_groups, size=(b, n_groups))
+        counts = np.stack([np.bincount(d, minlength=n_groups) for d in draws]).astype(np.float64)
+        w = counts[:, group_index]  # (b, n): how often each image is in each resample
+        recalls = []
+        for k in range(NUM_CLASSES):
+            in_k = y == k
+            denom = w[:, in_k].sum(axis=1)
+            num = (w[:, in_k] * correct[in_k]).sum(axis=1)
+            recalls.append(np.divide(num, denom, out=np.full(b, np.nan), where=denom > 0))
+        r = np.stack(recalls, axis=1)
+        with np.errstate(all="ignore"):
+            values["balanced_accuracy"] += list(np.nanmean(r, axis=1))
+        values["melanoma_recall"] += list(r[:, MEL_INDEX])
+        values["accuracy"] += list((w * correct).sum(axis=1) / w.sum(axis=1))
+    tail = (1 - level) / 2 * 100
+    out: dict[str, Any] = {"level": level, "resamples": resamples,
+                           "unit": "lesion" if groups is not None else "image"}
+    for name, v in values.items():
+        arr = np.asarray(v, dtype=np.float64)
+        arr = arr[np.isfinite(arr)]
+        out[name] = [float(np.percentile(arr, tail)), float(np.percentile(arr, 100 - tail))] if len(arr) else None
+    return out
+
+
 def evaluate(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
     """Every figure the reports show, as plain JSON-able values."""
     probs = np.asarray(probs, dtype=np.float64)
@@ -110,5 +157,11 @@ def evaluate(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
 
 
 def headline(m: dict[str, Any]) -> str:
-    return (f"balanced acc {m['balanced_accuracy']:.3f}, melanoma recall {m['melanoma_recall']:.3f}, "
-            f"accuracy {m['accuracy']:.3f}, macro AUC {m['macro_auc']:.3f}, ECE {m['ece']:.3f}")
+    ci = m.get("intervals") or {}
+
+    def fig(key: str) -> str:
+        iv = ci.get(key)
+        return f"{m[key]:.3f}" + (f" ({iv[0]:.3f}-{iv[1]:.3f})" if iv else "")
+
+    return (f"balanced acc {fig('balanced_accuracy')}, melanoma recall {fig('melanoma_recall')}, "
+            f"accuracy {fig('accuracy')}, macro AUC {m['macro_auc']:.3f}, ECE {m['ece']:.3f}")

@@ -69,8 +69,13 @@ def write_report(metrics: dict[str, Any], folder: Path, title: str) -> Path:
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
     confusion_png(metrics["confusion_matrix"], folder / "confusion.png")
     reliability_png(metrics["reliability"], folder / "reliability.png", metrics["ece"])
-    lines = [f"# {title}", "", headline(metrics) + f" (n = {metrics['n']})", "",
-             "| class | precision | recall | F1 | AUC | support |", "|---|---|---|---|---|---|"]
+    lines = [f"# {title}", "", headline(metrics) + f" (n = {metrics['n']})", ""]
+    ci = metrics.get("intervals")
+    if ci:
+        unit = "lesions" if ci.get("unit") == "lesion" else "images"
+        lines += [f"In brackets: {ci['level']:.0%} bootstrap intervals ({ci['resamples']} resamples of the {unit}, "
+                  "with replacement): how far each figure could move on another sample of this size.", ""]
+    lines += ["| class | precision | recall | F1 | AUC | support |", "|---|---|---|---|---|---|"]
     for code, v in metrics["per_class"].items():
         lines.append(f"| {code} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['auc']:.3f} "
                      f"| {v['support']} |")
