@@ -200,6 +200,7 @@ def test_about_says_how_the_default_models_preprocess_a_photo():
     text = models_html(EnsembleEngine(bundled_models_dir(), "cpu"))
     assert text.count("first brought to 200×150 px; larger ones re-encoded as JPEG quality 75") == 2
     assert "<b>Malignancy warning</b> on the test split (n = 1506)" in text and text.count("<td>30%</td>") == 1
+    assert "test: balanced accuracy 0.723 (95% interval 0.660–0.784), melanoma recall 0.671 (95% interval" in text
 
 
 def test_models_info_says_how_often_the_malignancy_warning_fired():
@@ -216,6 +217,10 @@ def test_models_info_says_how_often_the_malignancy_warning_fired():
     for odd in ({}, {"test": None}, {"test": {"malignancy_warning": "x"}}, {"test": {"malignancy_warning": [{}]}},
                 {"test": {"malignancy_warning": [{"threshold": "high"}]}}):
         assert warning_rates_html(odd) == ""
+    from lesion_desktop.qt.about import metrics_line
+
+    for odd_ci in ("x", {"balanced_accuracy": "x"}, {"balanced_accuracy": [0.1]}, {"balanced_accuracy": [0.1, None]}):
+        assert metrics_line({"balanced_accuracy": 0.5, "intervals": odd_ci}) == "balanced accuracy 0.500"
 
 
 def test_menus_and_standard_shortcuts(make_window):

@@ -24,7 +24,16 @@ _METRIC_NAMES = (("balanced_accuracy", "balanced accuracy"), ("melanoma_recall",
 def metrics_line(m: Any) -> str:
     if not isinstance(m, dict):
         return ""
-    parts = [f"{label} {m[key]:.3f}" for key, label in _METRIC_NAMES if isinstance(m.get(key), int | float)]
+    ci = m.get("intervals") if isinstance(m.get("intervals"), dict) else {}
+
+    def interval(key: str) -> str:
+        iv = ci.get(key)
+        if isinstance(iv, list) and len(iv) == 2 and all(isinstance(x, int | float) for x in iv):
+            return f" (95% interval {iv[0]:.3f}–{iv[1]:.3f})"
+        return ""
+
+    parts = [f"{label} {m[key]:.3f}{interval(key)}" for key, label in _METRIC_NAMES
+             if isinstance(m.get(key), int | float)]
     if isinstance(m.get("n"), int):
         parts.append(f"n = {m['n']}")
     return ", ".join(parts)
