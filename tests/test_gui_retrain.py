@@ -65,7 +65,8 @@ def test_retrain_to_the_end_install_and_roll_back(qtbot, make_window, installed_
     assert table.item(0, 1).text() != "—"  # the active models were scored on the same images
     assert float(table.item(0, 1).text()) == pytest.approx(result.active_metrics["balanced_accuracy"], abs=1e-3)
     assert table.rowCount() == 4 + 7 and all(table.item(r, 0) for r in range(table.rowCount()))
-    assert dlg.verdict_label.text()
+    assert dlg.verdict_label.text() and result.difference_text()
+    assert result.difference_text() in dlg.verdict_label.text()  # the paired change and whether it is chance
     # nothing is installed until the user confirms
     assert ModelStore(model_store_dir()).active() == installed_tiny
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)

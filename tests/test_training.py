@@ -152,6 +152,25 @@ def test_bootstrap_intervals_resample_lesions_and_cover_the_figure():
     assert no_mel["melanoma_recall"] is None and no_mel["balanced_accuracy"] is not None
 
 
+def test_paired_intervals_see_a_real_gain_and_not_a_tie():
+    from training.metrics import paired_intervals
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 7, 1500)
+    lesions = (np.arange(1500) // 2).astype(str)  # two images per lesion
+    old_pred = np.where(rng.random(1500) < 0.7, y, (y + 1) % 7)
+    better_pred = np.where(rng.random(1500) < 0.5, y, old_pred)  # fixes about half the old mistakes
+    probs = lambda pred: np.eye(7)[pred] * 0.9 + 0.1 / 7  # noqa: E731
+    gain = paired_intervals(probs(old_pred), probs(better_pred), y, lesions)
+    assert gain["unit"] == "lesion" and gain["balanced_accuracy"][0] > 0.05
+    same = paired_intervals(probs(old_pred), probs(old_pred), y, lesions)
+    assert same["balanced_accuracy"] == [0.0, 0.0] and same["melanoma_recall"] == [0.0, 0.0]
+    swapped = old_pred.copy()
+    swapped[:40] = np.where(swapped[:40] == y[:40], (y[:40] + 1) % 7, y[:40])  # a few changes either way
+    tie = paired_intervals(probs(old_pred), probs(swapped), y, lesions)
+    assert tie["balanced_accuracy"][0] < 0 < tie["balanced_accuracy"][1]
+
+
 def test_temperature_and_ensemble_weights():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 3000)
@@ -242,6 +261,13 @@ def test_retrain_pipeline_then_install_and_roll_back(tmp_path):
     res = retrain(cfg, TaskState(None, events.append), active_dir=active)
     assert res.active_metrics is not None and res.metrics["n"] == res.active_metrics["n"]
     assert res.better == (res.metrics["balanced_accuracy"] > res.active_metrics["balanced_accuracy"])
+    # the paired interval brackets the observed change, and the summary says whether the data can tell
+    lo, hi = res.difference["balanced_accuracy"]
+    change = res.metrics["balanced_accuracy"] - res.active_metrics["balanced_accuracy"]
+    assert res.difference["unit"] == "image" or res.difference["unit"] == "lesion"
+    assert lo - 1e-9 <= change <= hi + 1e-9
+    assert f"balanced accuracy {change:+.3f} (95% interval {lo:+.3f} to {hi:+.3f})" in res.difference_text()
+    assert ("cannot tell the two apart" in res.difference_text()) == (lo <= 0 <= hi)
     assert all(e.get("member") == "baseline_cnn" for e in events)
     ens = load_ensemble(res.ensemble_dir)
     assert ens.manifest["metrics"]["val"]["balanced_accuracy"] == pytest.approx(res.metrics["balanced_accuracy"])

@@ -156,6 +156,8 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     print(f"candidate validation: {headline(res.metrics)}")
     if res.active_metrics:
         print(f"active validation:    {headline(res.active_metrics)}")
+    if res.difference_text():
+        print(res.difference_text())
     if a.install:
         if not res.better:
             print("not installed: the candidate is not better than the active models on validation")

@@ -120,9 +120,17 @@ def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_f
     return out_dir, val_metrics, test_metrics
 
 
+def ensemble_probs(models_dir: Path, *, data: str, split_file: str, which: str, cache_dir: Path,
+                   progress: Progress | None = None, tta: bool = False) -> tuple[np.ndarray, SplitProbs]:
+    """An installed or candidate ensemble's probabilities on a split, combined as the app combines them."""
+    ens = load_ensemble(Path(models_dir))
+    sp = member_probs(ens.members, data, split_file, which, cache_dir, progress, tta=tta)
+    return combine(sp.probs, np.array(ens.weights)), sp
+
+
 def evaluate_models(models_dir: Path, *, data: str, split_file: str, which: str, cache_dir: Path,
                     progress: Progress | None = None, tta: bool = False) -> dict[str, Any]:
     """Score an installed or candidate ensemble on a split, exactly as build_ensemble does (or with TTA)."""
-    ens = load_ensemble(Path(models_dir))
-    sp = member_probs(ens.members, data, split_file, which, cache_dir, progress, tta=tta)
-    return scored(combine(sp.probs, np.array(ens.weights)), sp)
+    probs, sp = ensemble_probs(models_dir, data=data, split_file=split_file, which=which, cache_dir=cache_dir,
+                               progress=progress, tta=tta)
+    return scored(probs, sp)

@@ -76,48 +76,70 @@ def malignancy_warning(probs: np.ndarray, y_true: np.ndarray,
 INTERVAL_METRICS = ("balanced_accuracy", "melanoma_recall", "accuracy")
 
 
-def bootstrap_intervals(probs: np.ndarray, y_true: np.ndarray, groups: np.ndarray | list[str] | None = None,
-                        resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """Percentile bootstrap intervals for balanced accuracy, melanoma recall and accuracy.
-
-    Resamples whole lesions (`groups`: one lesion id per image) with replacement, so that a lesion photographed
-    several times counts as one draw; without groups, single images. The interval shows how far a figure
-    could move on another sample of the same size: a difference well inside it is not evidence of a better model.
-    """
+def _resampled_figures(probs: list[np.ndarray], y_true: np.ndarray, groups: np.ndarray | list[str] | None,
+                       resamples: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Balanced accuracy, melanoma recall and accuracy of each probability array on the same resamples."""
     y = np.asarray(y_true, dtype=np.int64)
-    correct = np.asarray(probs).argmax(axis=1) == y
+    corrects = [np.asarray(p).argmax(axis=1) == y for p in probs]
     if groups is None:
         group_index = np.arange(len(y))
     else:
         _, group_index = np.unique(np.asarray(groups), return_inverse=True)
     n_groups = int(group_index.max()) + 1 if len(y) else 0
     rng = np.random.default_rng(seed)
-    values: dict[str, list[float]] = {k: [] for k in INTERVAL_METRICS}
+    values: list[dict[str, list[float]]] = [{k: [] for k in INTERVAL_METRICS} for _ in probs]
     chunk = 100
-    for start in range(0, resamples, chunk):
+    for start in range(0, resamples if n_groups else 0, chunk):
         b = min(chunk, resamples - start)
         draws = rng.integers(0, n_groups, size=(b, n_groups))
         counts = np.stack([np.bincount(d, minlength=n_groups) for d in draws]).astype(np.float64)
         w = counts[:, group_index]  # (b, n): how often each image is in each resample
-        recalls = []
-        for k in range(NUM_CLASSES):
-            in_k = y == k
-            denom = w[:, in_k].sum(axis=1)
-            num = (w[:, in_k] * correct[in_k]).sum(axis=1)
-            recalls.append(np.divide(num, denom, out=np.full(b, np.nan), where=denom > 0))
-        r = np.stack(recalls, axis=1)
-        with np.errstate(all="ignore"):
-            values["balanced_accuracy"] += list(np.nanmean(r, axis=1))
-        values["melanoma_recall"] += list(r[:, MEL_INDEX])
-        values["accuracy"] += list((w * correct).sum(axis=1) / w.sum(axis=1))
+        for correct, out in zip(corrects, values, strict=True):
+            recalls = []
+            for k in range(NUM_CLASSES):
+                in_k = y == k
+                denom = w[:, in_k].sum(axis=1)
+                num = (w[:, in_k] * correct[in_k]).sum(axis=1)
+                recalls.append(np.divide(num, denom, out=np.full(b, np.nan), where=denom > 0))
+            r = np.stack(recalls, axis=1)
+            present = np.isfinite(r)
+            out["balanced_accuracy"] += list(np.where(present, r, 0).sum(axis=1) / np.maximum(present.sum(axis=1), 1))
+            out["melanoma_recall"] += list(r[:, MEL_INDEX])
+            out["accuracy"] += list((w * correct).sum(axis=1) / w.sum(axis=1))
+    return [{k: np.asarray(v, dtype=np.float64) for k, v in d.items()} for d in values]
+
+
+def _percentiles(values: dict[str, np.ndarray], level: float, resamples: int, grouped: bool) -> dict[str, Any]:
     tail = (1 - level) / 2 * 100
-    out: dict[str, Any] = {"level": level, "resamples": resamples,
-                           "unit": "lesion" if groups is not None else "image"}
-    for name, v in values.items():
-        arr = np.asarray(v, dtype=np.float64)
+    out: dict[str, Any] = {"level": level, "resamples": resamples, "unit": "lesion" if grouped else "image"}
+    for name, arr in values.items():
         arr = arr[np.isfinite(arr)]
         out[name] = [float(np.percentile(arr, tail)), float(np.percentile(arr, 100 - tail))] if len(arr) else None
     return out
+
+
+def bootstrap_intervals(probs: np.ndarray, y_true: np.ndarray, groups: np.ndarray | list[str] | None = None,
+                        resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Percentile bootstrap intervals for balanced accuracy, melanoma recall and accuracy.
+
+    Resamples whole lesions (`groups`: one lesion id per image) with replacement, so that a lesion photographed
+    several times counts as one draw; without groups, single images. The interval shows how far a figure
+    could move on another sample of the same size.
+    """
+    (figures,) = _resampled_figures([probs], y_true, groups, resamples, seed)
+    return _percentiles(figures, level, resamples, groups is not None)
+
+
+def paired_intervals(probs_old: np.ndarray, probs_new: np.ndarray, y_true: np.ndarray,
+                     groups: np.ndarray | list[str] | None = None, resamples: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> dict[str, Any]:
+    """Intervals for new minus old, both scored on each resample of the same images (lesions).
+
+    Tighter than comparing two separate intervals, because both models meet the same easy and hard cases;
+    an interval that contains 0 means the data cannot tell the two apart.
+    """
+    old, new = _resampled_figures([probs_old, probs_new], y_true, groups, resamples, seed)
+    return _percentiles({k: new[k] - old[k] for k in INTERVAL_METRICS}, level, resamples, groups is not None)
 
 
 def evaluate(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:

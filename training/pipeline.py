@@ -14,7 +14,8 @@ from typing import Any
 
 from lesion_desktop.errors import LesionError
 from lesion_desktop.store import ModelStore
-from training.ensemble import build_ensemble, evaluate_models
+from training.ensemble import build_ensemble, ensemble_probs, scored
+from training.metrics import paired_intervals
 from training.progress import Progress, ScaledProgress, check_cancel
 from training.trainer import TrainConfig, train
 
@@ -46,6 +47,23 @@ class RetrainResult:
     better: bool
     member_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    # New minus active on the same validation lesions, 95% paired bootstrap intervals (None: nothing to compare)
+    difference: dict[str, Any] | None = None
+
+    def difference_text(self) -> str:
+        """The candidate's balanced-accuracy and melanoma-recall change, and whether the data can tell."""
+        d, a = self.difference, self.active_metrics
+        if not d or not a or not d.get("balanced_accuracy"):
+            return ""
+        parts = []
+        for key, label in (("balanced_accuracy", "balanced accuracy"), ("melanoma_recall", "melanoma recall")):
+            iv = d.get(key)
+            if iv and isinstance(self.metrics.get(key), float) and isinstance(a.get(key), float):
+                parts.append(f"{label} {self.metrics[key] - a[key]:+.3f} (95% interval {iv[0]:+.3f} to {iv[1]:+.3f})")
+        lo, hi = d["balanced_accuracy"]
+        verdict = ("the validation images cannot tell the two apart on balanced accuracy" if lo <= 0 <= hi
+                   else "a difference larger than chance on these validation images")
+        return "New minus active, on the same validation lesions: " + "; ".join(parts) + f": {verdict}."
 
 
 def retrain(cfg: RetrainConfig, progress: Progress | None = None,
@@ -88,18 +106,24 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
                   "seconds": round(time.time() - t0, 1)},
     )
     active_metrics = None
+    difference = None
     if active_dir is not None:
         if progress is not None:
             progress.report(0.96, "Scoring the active models on the same validation images")
         try:
-            active_metrics = evaluate_models(active_dir, data=cfg.data, split_file=str(split_file), which="val",
-                                             cache_dir=cache_dir, progress=progress)
+            active_probs, sp = ensemble_probs(active_dir, data=cfg.data, split_file=str(split_file), which="val",
+                                              cache_dir=cache_dir, progress=progress)
+            active_metrics = scored(active_probs, sp)
+            candidate_probs, _ = ensemble_probs(ens_dir, data=cfg.data, split_file=str(split_file), which="val",
+                                                cache_dir=cache_dir, progress=progress)
+            difference = paired_intervals(active_probs, candidate_probs, sp.labels, sp.groups)
         except LesionError:
-            active_metrics = None
+            active_metrics = difference = None
     better = active_metrics is None or val_m["balanced_accuracy"] > active_metrics["balanced_accuracy"]
     if progress is not None:
         progress.report(1.0, "Retraining finished; review the reports before installing")
-    return RetrainResult(ens_dir, val_m, test_m, active_metrics, better, member_metrics, time.time() - t0)
+    return RetrainResult(ens_dir, val_m, test_m, active_metrics, better, member_metrics, time.time() - t0,
+                         difference)
 
 
 def install_candidate(ensemble_dir: Path, store: ModelStore) -> Path:

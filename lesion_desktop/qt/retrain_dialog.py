@@ -336,6 +336,9 @@ class RetrainDialog(QDialog):
         else:
             verdict = ("The new models are not better than the active ones on the same validation images: "
                        "installing them is not recommended.")
+        difference = result.difference_text()
+        if difference:
+            verdict += "\n" + difference
         note = self._override_note()
         self.verdict_label.setText(verdict + (f"\n{note}" if note else ""))
 
