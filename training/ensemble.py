@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class SplitProbs:
     probs: list[np.ndarray]
     labels: np.ndarray
     groups: list[str]  # lesion id of each image, for intervals that resample lesions
+    image_ids: list[str] = field(default_factory=list)
 
 
 def member_probs(members: list[ModelBundle], data: str, split_file: str, which: str, cache_dir: Path,
@@ -56,7 +57,7 @@ def member_probs(members: list[ModelBundle], data: str, split_file: str, which: 
             raise BundleError("Members decoded different image sets; cannot combine them.")
         out.append(p)
     assert labels is not None
-    return SplitProbs(out, labels, groups)
+    return SplitProbs(out, labels, groups, ref_ids)
 
 
 def scored(probs: np.ndarray, split: SplitProbs) -> dict[str, Any]:

@@ -114,9 +114,10 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
             active_probs, sp = ensemble_probs(active_dir, data=cfg.data, split_file=str(split_file), which="val",
                                               cache_dir=cache_dir, progress=progress)
             active_metrics = scored(active_probs, sp)
-            candidate_probs, _ = ensemble_probs(ens_dir, data=cfg.data, split_file=str(split_file), which="val",
-                                                cache_dir=cache_dir, progress=progress)
-            difference = paired_intervals(active_probs, candidate_probs, sp.labels, sp.groups)
+            candidate_probs, csp = ensemble_probs(ens_dir, data=cfg.data, split_file=str(split_file), which="val",
+                                                  cache_dir=cache_dir, progress=progress)
+            if csp.image_ids == sp.image_ids:  # a paired comparison needs the same images in the same order
+                difference = paired_intervals(active_probs, candidate_probs, sp.labels, sp.groups)
         except LesionError:
             active_metrics = difference = None
     better = active_metrics is None or val_m["balanced_accuracy"] > active_metrics["balanced_accuracy"]
