@@ -318,8 +318,8 @@ def test_early_stopping_judges_the_all_layers_phase_from_its_midpoint(tmp_path, 
     # head 0.5; all-layers: a high-rate first half that is worse, then two epochs without a new best
     script = [0.5, 0.2, 0.3, 0.3, 0.4, 0.45, 0.44, 0.9, 0.9]
 
-    def scripted(probs, y):
-        m = real_evaluate(probs, y)
+    def scripted(probs, y, lesions=None):
+        m = real_evaluate(probs, y, lesions)
         if script:
             m["balanced_accuracy"] = script.pop(0)
         return m

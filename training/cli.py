@@ -187,7 +187,7 @@ def cmd_agreement(a: argparse.Namespace) -> int:
 
 
 # Kept here rather than read from lesion_desktop.registry, so that --help does not import torch;
-# tests/test_cli.py checks the list against the registry.
+# tests/test_training.py checks the list against the registry.
 _ARCH_NAMES = ("mobilenet_v2, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, inception_v3, "
                "densenet201, inception_resnet_v2, vgg16, baseline_cnn")
 _DATA_HELP = "data folder: HAM10000 layout (metadata CSV and images) or one folder per class"

@@ -14,7 +14,7 @@ import torch
 from lesion_desktop.bundle import ModelBundle, load_bundle, load_ensemble, save_ensemble
 from lesion_desktop.errors import BundleError
 from training.data import build_cache, read_dataset
-from training.metrics import bootstrap_intervals, evaluate
+from training.metrics import evaluate
 from training.progress import Progress, check_cancel
 from training.splits import indices_for, load_split
 from training.trainer import _brief, predict_probs
@@ -60,11 +60,6 @@ def member_probs(members: list[ModelBundle], data: str, split_file: str, which: 
     return SplitProbs(out, labels, groups, ref_ids)
 
 
-def scored(probs: np.ndarray, split: SplitProbs) -> dict[str, Any]:
-    """evaluate() plus lesion-resampled 95% intervals: the figures a report and a manifest carry."""
-    return evaluate(probs, split.labels) | {"intervals": bootstrap_intervals(probs, split.labels, split.groups)}
-
-
 def combine(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
@@ -98,12 +93,12 @@ def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_f
     members = [load_bundle(Path(d)) for d in member_dirs]
     val = member_probs(members, data, split_file, "val", cache_dir, progress)
     weights = choose_weights(val.probs, val.labels)
-    val_metrics = scored(combine(val.probs, weights), val)
+    val_metrics = evaluate(combine(val.probs, weights), val.labels, val.groups)
     test_metrics = None
     split = load_split(Path(split_file))
     if split["test"]:
         test = member_probs(members, data, split_file, "test", cache_dir, progress)
-        test_metrics = scored(combine(test.probs, weights), test)
+        test_metrics = evaluate(combine(test.probs, weights), test.labels, test.groups)
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -134,4 +129,4 @@ def evaluate_models(models_dir: Path, *, data: str, split_file: str, which: str,
     """Score an installed or candidate ensemble on a split, exactly as build_ensemble does (or with TTA)."""
     probs, sp = ensemble_probs(models_dir, data=data, split_file=split_file, which=which, cache_dir=cache_dir,
                                progress=progress, tta=tta)
-    return scored(probs, sp)
+    return evaluate(probs, sp.labels, sp.groups)

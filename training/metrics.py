@@ -142,8 +142,12 @@ def paired_intervals(probs_old: np.ndarray, probs_new: np.ndarray, y_true: np.nd
     return _percentiles({k: new[k] - old[k] for k in INTERVAL_METRICS}, level, resamples, groups is not None)
 
 
-def evaluate(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
-    """Every figure the reports show, as plain JSON-able values."""
+def evaluate(probs: np.ndarray, y_true: np.ndarray, lesions: np.ndarray | list[str] | None = None) -> dict[str, Any]:
+    """Every figure the reports show, as plain JSON-able values.
+
+    With `lesions` (one lesion id per image) also the lesion-resampled 95% intervals (bootstrap_intervals)
+    that reports and manifests carry; without, none (the per-epoch and weight-grid scoring does not need them).
+    """
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = probs.argmax(axis=1)
@@ -175,7 +179,7 @@ def evaluate(probs: np.ndarray, y_true: np.ndarray) -> dict[str, Any]:
         "confusion_matrix": cm.tolist(),
         "reliability": reliability,
         "malignancy_warning": malignancy_warning(probs, y_true),
-    }
+    } | ({"intervals": bootstrap_intervals(probs, y_true, lesions)} if lesions is not None else {})
 
 
 def headline(m: dict[str, Any]) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 from lesion_desktop.errors import LesionError
 from lesion_desktop.store import ModelStore
-from training.ensemble import build_ensemble, ensemble_probs, scored
-from training.metrics import paired_intervals
+from training.ensemble import build_ensemble, ensemble_probs
+from training.metrics import evaluate, paired_intervals
 from training.progress import Progress, ScaledProgress, check_cancel
 from training.trainer import TrainConfig, train
 
@@ -113,7 +113,7 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
         try:
             active_probs, sp = ensemble_probs(active_dir, data=cfg.data, split_file=str(split_file), which="val",
                                               cache_dir=cache_dir, progress=progress)
-            active_metrics = scored(active_probs, sp)
+            active_metrics = evaluate(active_probs, sp.labels, sp.groups)
             candidate_probs, csp = ensemble_probs(ens_dir, data=cfg.data, split_file=str(split_file), which="val",
                                                   cache_dir=cache_dir, progress=progress)
             if csp.image_ids == sp.image_ids:  # a paired comparison needs the same images in the same order

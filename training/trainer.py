@@ -31,7 +31,7 @@ from lesion_desktop.registry import build_model, get_spec, set_trainable
 from training.augment import augment_batch, training_transform
 from training.calibrate import fit_temperature
 from training.data import ImageCache, build_cache, estimate_jpeg_quality, read_dataset
-from training.metrics import bootstrap_intervals, evaluate, headline
+from training.metrics import evaluate, headline
 from training.progress import Progress, ScaledProgress, check_cancel
 from training.splits import check_no_leak, indices_for, lesion_grouped_split, load_split, save_split
 
@@ -415,14 +415,12 @@ def finish(cfg: TrainConfig, model: nn.Module, cache: ImageCache, idx: dict[str,
     val_logits, _ = predict_probs(model, cache.images[idx["val"]], pre, device, cfg.eval_batch_size, 1.0, progress)
     temperature = fit_temperature(val_logits, labels[idx["val"]])
     val_probs = torch.softmax(torch.from_numpy(val_logits) / temperature, 1).numpy()
-    val_metrics = evaluate(val_probs, labels[idx["val"]])
-    val_metrics["intervals"] = bootstrap_intervals(val_probs, labels[idx["val"]], _lesions(cache, idx["val"]))
+    val_metrics = evaluate(val_probs, labels[idx["val"]], _lesions(cache, idx["val"]))
     test_metrics = None
     if len(idx["test"]):
         _, test_probs = predict_probs(model, cache.images[idx["test"]], pre, device, cfg.eval_batch_size,
                                       temperature, progress)
-        test_metrics = evaluate(test_probs, labels[idx["test"]])
-        test_metrics["intervals"] = bootstrap_intervals(test_probs, labels[idx["test"]], _lesions(cache, idx["test"]))
+        test_metrics = evaluate(test_probs, labels[idx["test"]], _lesions(cache, idx["test"]))
     ds = info["dataset"]
     training = {
         "command": cfg.command or " ".join(sys.argv),
