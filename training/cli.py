@@ -103,17 +103,19 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
     if a.members_command:
         training["member_commands"] = a.members_command
     try:
-        out, val, test = build_ensemble([Path(m) for m in a.members], Path(a.output), data=a.data,
-                                        split_file=a.split_file, cache_dir=Path(a.cache_dir), name=a.name,
-                                        progress=prog, training=training)
+        built = build_ensemble([Path(m) for m in a.members], Path(a.output), data=a.data,
+                               split_file=a.split_file, cache_dir=Path(a.cache_dir), name=a.name,
+                               progress=prog, training=training)
     finally:
         prog.close()
-    print(f"ensemble: {out}")
-    print(f"validation: {headline(val)}")
-    write_report(val, Path(a.output).parent / f"{Path(a.output).name}-report-val", "Ensemble, validation split")
-    if test:
-        print(f"test:       {headline(test)}")
-        write_report(test, Path(a.output).parent / f"{Path(a.output).name}-report-test", "Ensemble, test split")
+    print(f"ensemble: {built.path}")
+    print(f"validation: {headline(built.val_metrics)}")
+    write_report(built.val_metrics, Path(a.output).parent / f"{Path(a.output).name}-report-val",
+                 "Ensemble, validation split")
+    if built.test_metrics:
+        print(f"test:       {headline(built.test_metrics)}")
+        write_report(built.test_metrics, Path(a.output).parent / f"{Path(a.output).name}-report-test",
+                     "Ensemble, test split")
     return 0
 
 

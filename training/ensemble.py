@@ -86,14 +86,24 @@ def choose_weights(probs: list[np.ndarray], labels: np.ndarray, step: float = 0.
     return best_w
 
 
+@dataclass
+class BuiltEnsemble:
+    path: Path
+    val_metrics: dict[str, Any]
+    test_metrics: dict[str, Any] | None
+    val_probs: np.ndarray  # the ensemble's combined validation probabilities, in val_split's image order
+    val_split: SplitProbs
+
+
 def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_file: str, cache_dir: Path,
                    name: str, progress: Progress | None = None, training: dict[str, Any] | None = None
-                   ) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+                   ) -> BuiltEnsemble:
     """Copy members into one folder, weight them on validation, and record val and test metrics."""
     members = [load_bundle(Path(d)) for d in member_dirs]
     val = member_probs(members, data, split_file, "val", cache_dir, progress)
     weights = choose_weights(val.probs, val.labels)
-    val_metrics = evaluate(combine(val.probs, weights), val.labels, val.groups)
+    val_probs = combine(val.probs, weights)
+    val_metrics = evaluate(val_probs, val.labels, val.groups)
     test_metrics = None
     split = load_split(Path(split_file))
     if split["test"]:
@@ -113,7 +123,7 @@ def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_f
                            "split_file": str(split_file)},
                   training=training or {})
     load_ensemble(out_dir)  # what was written must load
-    return out_dir, val_metrics, test_metrics
+    return BuiltEnsemble(out_dir, val_metrics, test_metrics, val_probs, val)
 
 
 def ensemble_probs(models_dir: Path, *, data: str, split_file: str, which: str, cache_dir: Path,

@@ -99,7 +99,7 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
     check_cancel(progress)
     if progress is not None:
         progress.report(0.92, "Combining the members on the validation split")
-    ens_dir, val_m, test_m = build_ensemble(
+    built = build_ensemble(
         member_dirs, work / "candidate", data=cfg.data, split_file=str(split_file), cache_dir=cache_dir,
         name=f"retrained-{time.strftime('%Y%m%d-%H%M')}", progress=progress,
         training={"command": cfg.command, "data": cfg.data, "architectures": cfg.architectures,
@@ -114,17 +114,17 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
             active_probs, sp = ensemble_probs(active_dir, data=cfg.data, split_file=str(split_file), which="val",
                                               cache_dir=cache_dir, progress=progress)
             active_metrics = evaluate(active_probs, sp.labels, sp.groups)
-            candidate_probs, csp = ensemble_probs(ens_dir, data=cfg.data, split_file=str(split_file), which="val",
-                                                  cache_dir=cache_dir, progress=progress)
-            if csp.image_ids == sp.image_ids:  # a paired comparison needs the same images in the same order
-                difference = paired_intervals(active_probs, candidate_probs, sp.labels, sp.groups)
+            # the candidate's validation probabilities come from build_ensemble; pairing needs the same images
+            if built.val_split.image_ids == sp.image_ids:
+                difference = paired_intervals(active_probs, built.val_probs, sp.labels, sp.groups)
         except LesionError:
             active_metrics = difference = None
+    val_m = built.val_metrics
     better = active_metrics is None or val_m["balanced_accuracy"] > active_metrics["balanced_accuracy"]
     if progress is not None:
         progress.report(1.0, "Retraining finished; review the reports before installing")
-    return RetrainResult(ens_dir, val_m, test_m, active_metrics, better, member_metrics, time.time() - t0,
-                         difference)
+    return RetrainResult(built.path, val_m, built.test_metrics, active_metrics, better, member_metrics,
+                         time.time() - t0, difference)
 
 
 def install_candidate(ensemble_dir: Path, store: ModelStore) -> Path:
