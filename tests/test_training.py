@@ -264,7 +264,7 @@ def test_retrain_pipeline_then_install_and_roll_back(tmp_path):
     # the paired interval brackets the observed change, and the summary says whether the data can tell
     lo, hi = res.difference["balanced_accuracy"]
     change = res.metrics["balanced_accuracy"] - res.active_metrics["balanced_accuracy"]
-    assert res.difference["unit"] == "image" or res.difference["unit"] == "lesion"
+    assert res.difference["unit"] == "lesion"
     assert lo - 1e-9 <= change <= hi + 1e-9
     assert f"balanced accuracy {change:+.3f} (95% interval {lo:+.3f} to {hi:+.3f})" in res.difference_text()
     assert ("cannot tell the two apart" in res.difference_text()) == (lo <= 0 <= hi)

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from lesion_desktop.classes import CLASS_CODES
+from lesion_desktop.settings import Settings
 from training.metrics import headline
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -83,7 +84,8 @@ def write_report(metrics: dict[str, Any], folder: Path, title: str) -> Path:
     if warning:
         pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
         lines += ["", "The app's malignancy warning (combined mel + bcc + akiec probability at or above the "
-                  "threshold; the app's default is 30%): the share of each group it would have warned on.", "",
+                  f"threshold; the app's default is {Settings().warning_threshold:.0%}): the share of each group it "
+                  "would have warned on.", "",
                   "| threshold | melanomas | all malignant (mel, bcc, akiec) | benign (false alarms) |",
                   "|---|---|---|---|"]
         lines += [f"| {r['threshold']:.0%} | {pct(r['melanoma'])} | {pct(r['malignant'])} | {pct(r['benign'])} |"
