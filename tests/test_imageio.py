@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import json
 import os
 import random
+import subprocess
 import sys
-import time
-import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -475,30 +475,82 @@ def _bmp_claiming(width: int, height: int) -> bytes:
     ids=["png-50k", "png-10k", "png-42mp", "jpeg-50k", "bmp-50k"],
 )
 def test_huge_headers_are_refused_before_decoding(bomb: bytes) -> None:
+    """Files that only claim a huge size: the message names the limit (memory: the real bombs below)."""
     assert len(bomb) < 20_000
-    peak_rss_before = _peak_rss_bytes()
-    tracemalloc.start()
-    started = time.perf_counter()
-    try:
-        message = refused(bomb)
-    finally:
-        elapsed = time.perf_counter() - started
-        _, traced_peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+    message = refused(bomb)
     assert "too large" in message and "40 megapixels" in message
-    # Not a benchmark: decoding even one of these would take many seconds and gigabytes.
-    assert elapsed < 1.0
-    assert traced_peak < 10 * 2**20
-    assert _peak_rss_bytes() - peak_rss_before < 100 * 2**20
 
 
-def _peak_rss_bytes() -> int:
-    if sys.platform == "win32":
-        return 0
-    import resource
+def real_png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG whose pixels really decompress to width x height (all black): a few KB on disk."""
 
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    rows = (b"\x00" + bytes((width + 7) // 8)) * height
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9))
+            + chunk(b"IEND", b""))
+
+
+_PEAK_CHILD = """
+import json, sys
+from lesion_desktop.errors import ImageLoadError
+from lesion_desktop.imageio import load_image
+
+def status_kb(field):  # this process's own figures; ru_maxrss would include the parent's from before exec
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+data = open(sys.argv[1], "rb").read()
+resident_before = status_kb("VmRSS")
+try:
+    outcome = "loaded %s" % (load_image(data).shape,)
+except ImageLoadError as e:
+    outcome = str(e)
+print(json.dumps({"growth": (status_kb("VmHWM") - resident_before) * 1024, "outcome": outcome}))
+"""
+
+
+def load_in_fresh_process(tmp_path: Path, data: bytes) -> tuple[int, str]:
+    """(peak resident memory above the resident memory just before load_image, outcome) in a new process.
+
+    The peak is a high-water mark, so it measures one call only in a process that has done nothing big
+    before it: hence a child per case, compared with what that child held just before the call.
+    """
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/status (Linux)")
+    source = tmp_path / "image.bin"
+    source.write_bytes(data)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", _PEAK_CHILD, str(source)], env=env, cwd=repo,
+                          capture_output=True, text=True, timeout=600, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return int(result["growth"]), str(result["outcome"])
+
+
+BOMB_MEMORY_BOUND = 32 * 2**20
+"""Memory a refused bomb may cost: far below what decoding one of the bombs below would hold."""
+
+
+@pytest.mark.parametrize(("width", "height"), [(7_000, 6_000), (10_000, 10_000)], ids=["42mp", "100mp"])
+def test_real_decompression_bombs_are_refused_without_decoding(tmp_path: Path, width: int, height: int) -> None:
+    """42 and 100 megapixels: above our limit, below Pillow's own error threshold (179 megapixels)."""
+    bomb = real_png_bomb(width, height)
+    assert len(bomb) < 20_000
+    assert 3 * width * height > 3 * BOMB_MEMORY_BOUND  # decoding holds the RGB picture at least: 120 or 286 MB
+    growth, outcome = load_in_fresh_process(tmp_path, bomb)
+    assert f"too large to open: {width:,} x {height:,} pixels" in outcome and "40 megapixels" in outcome
+    assert growth < BOMB_MEMORY_BOUND, f"refusing the bomb cost {growth / 2**20:.0f} MB"
+
+
+def test_the_fresh_process_measurement_sees_a_decode(tmp_path: Path) -> None:
+    """Control for the bomb test: a 36-megapixel PNG under the limit loads, and its RGB array shows up."""
+    growth, outcome = load_in_fresh_process(tmp_path, real_png_bomb(6_000, 6_000))
+    assert outcome == "loaded (6000, 6000, 3)"
+    assert growth > 3 * 6_000 * 6_000 > 3 * BOMB_MEMORY_BOUND
 
 
 def test_bomb_message_names_the_declared_size(tmp_path: Path) -> None:
