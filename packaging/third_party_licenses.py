@@ -43,6 +43,7 @@ FALLBACK_TEXTS: dict[str, str] = {
 _NVIDIA_LIBRARY = re.compile(
     r"(cudnn|cublas|cudart|cufft|curand|cusolver|cusparse|nvrtc|nvjitlink|nccl|cupti|nvtoolsext)[\w.-]*\.(dll|so)",
     re.IGNORECASE)
+_SHARED_LIBRARY = re.compile(r"\.(so|pyd|dll|dylib)(\.[\d.]+)?$", re.IGNORECASE)
 _LICENCE_NAME = re.compile(r"^(licen[cs]e|copying|notice|thirdpartynotices|third[-_]party[-_]notices)([-_. ].*)?$",
                            re.IGNORECASE)
 
@@ -215,6 +216,13 @@ def write_bundle_licences(sources: Iterable[str | os.PathLike[str]], out: Path, 
         (out / "python").mkdir(exist_ok=True)
         shutil.copyfile(py, out / "python" / "LICENSE.txt")
         lines.insert(0, f"Python {sys.version.split()[0]}: PSF-2.0\n    python/LICENSE.txt")
+    binaries = sorted({s for s in found.unowned if _SHARED_LIBRARY.search(Path(s).name)})
+    if binaries:  # e.g. the interpreter's own extension modules, or a system library the build bundled
+        (out / "UNTRACED-LIBRARIES.txt").write_text(
+            "Shared libraries the build collected that no installed Python package lists: the Python interpreter's\n"
+            "own (its licence: python/LICENSE.txt) and any system library the build machine supplied. Listed so\n"
+            "that their origin and licence can be checked:\n\n" + "\n".join(binaries) + "\n", encoding="utf-8")
+        lines.append(f"{len(binaries)} shared libraries from outside any Python package: UNTRACED-LIBRARIES.txt")
     header = ("Licences of the software in this folder's program\n"
               "==================================================\n\n"
               "Lesion Desktop itself: MIT (LICENSE-lesion-desktop.txt). The bundled models: CC BY-NC 4.0, and what\n"
