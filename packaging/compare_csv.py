@@ -1,6 +1,7 @@
 """Compare two `lesion-desktop classify` CSVs: same rows, same predictions, probabilities within a tolerance.
 
     python packaging/compare_csv.py reference.csv frozen.csv --tolerance 1e-4
+    python packaging/compare_csv.py a.csv b.csv --by-name   # rows matched by file name, not the path as typed
 
 Prints one line of figures; exits 1 when a row is missing, a prediction differs or |dp| > tolerance.
 """
@@ -15,9 +16,10 @@ from pathlib import Path
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
 
-def read(path: Path) -> dict[str, dict[str, str]]:
+def read(path: Path, by_name: bool = False) -> dict[str, dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
-        return {row["path"]: row for row in csv.DictReader(f)}
+        return {(row["path"].replace("\\", "/").rsplit("/", 1)[-1] if by_name else row["path"]): row
+                for row in csv.DictReader(f)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("reference", type=Path)
     p.add_argument("candidate", type=Path)
     p.add_argument("--tolerance", type=float, default=1e-4)
+    p.add_argument("--by-name", action="store_true",
+                   help="match rows by file name (the two runs typed the paths differently)")
     args = p.parse_args(argv)
-    ref, got = read(args.reference), read(args.candidate)
+    ref, got = read(args.reference, args.by_name), read(args.candidate, args.by_name)
     missing = sorted(set(ref) ^ set(got))
     common = [k for k in ref if k in got]
     same = sum(ref[k]["prediction"] == got[k]["prediction"] for k in common)
