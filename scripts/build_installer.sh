@@ -10,7 +10,9 @@
 # Environment: LESION_MODELS_DIR (default resources/models/default), SAMPLE (default
 # ../shared/data/ham10000_fullres_sample), TOLERANCE (default 1e-4), PYTHON (default .venv/bin/python),
 # SKIP_DEB_TEST=1 (build the .deb but do not install it; the test needs root and dpkg), CLEAN=1 (fresh
-# PyInstaller work folders). Results: dist/, logs and CSVs in build/smoke/, figures in build/installer-summary.md.
+# PyInstaller work folders), RELEASE=1 (stop unless every installed package has the version pinned in
+# packaging/constraints-release.txt; without it, differences are listed and the build goes on).
+# Results: dist/, logs and CSVs in build/smoke/, figures in build/installer-summary.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,7 +25,7 @@ TOLERANCE=${TOLERANCE:-1e-4}
 SMOKE=$ROOT/build/smoke
 SUMMARY=$ROOT/build/installer-summary.md
 NICE=(nice -n 10)
-VERSION=$("$PY" -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+VERSION=$("$PY" -c "import lesion_desktop; print(lesion_desktop.__version__)")  # the one place it is written
 mkdir -p "$SMOKE" build/logs dist
 t_all=$(date +%s)
 
@@ -35,8 +37,13 @@ fresh_home() { mktemp -d "${TMPDIR:-/tmp}/lesion-smoke-home.XXXXXX"; }  # no ins
 [ -f "$MODELS/manifest.json" ] || fail "no models in $MODELS (set LESION_MODELS_DIR)"
 [ -d "$SAMPLE" ] || fail "sample folder $SAMPLE is missing"
 FIRST_IMAGE=$(find "$SAMPLE" -type f -iname '*.jpg' | sort | awk 'NR == 1')  # awk reads all: no SIGPIPE
-"$PY" -m PyInstaller --version >/dev/null 2>&1 || "$PY" -m pip install -q 'pyinstaller>=6.6' \
-    || fail "PyInstaller is not installed (pip install -e '.[build]')"
+"$PY" -m PyInstaller --version >/dev/null 2>&1 \
+    || "$PY" -m pip install -q -c packaging/constraints-release.txt pyinstaller pyinstaller-hooks-contrib \
+    || fail "PyInstaller is not installed (pip install -c packaging/constraints-release.txt -e '.[build]')"
+say "Versions against packaging/constraints-release.txt"
+strict=(); [ "${RELEASE:-0}" = 1 ] && strict=(--strict)
+"$PY" packaging/check_constraints.py "${strict[@]}" | tee "$SMOKE/constraints.txt" \
+    || fail "RELEASE=1: installed packages differ from packaging/constraints-release.txt (listed above)"
 
 say "Reference: the unfrozen CLI (PyTorch, CPU) on $SAMPLE with $MODELS"
 t=$(date +%s)
@@ -97,7 +104,9 @@ for flavour in "${FLAVOURS[@]}"; do
     bundle=$ROOT/dist/$name
     env_extra=(LESION_FLAVOUR="$flavour" LESION_MODELS_DIR="$MODELS")
     t_build=$(date +%s)
-    if [ "$flavour" = lite ]; then
+    if [ "$flavour" = lite ] && find "$MODELS" -name '*.onnx' | grep -q .; then
+        say "lite: $MODELS carries its ONNX graphs; no export"
+    elif [ "$flavour" = lite ]; then
         say "lite: exporting the ensemble to ONNX (checked against PyTorch)"
         "${NICE[@]}" "$PY" packaging/export_onnx.py --models "$MODELS" --output build/onnx-models/default \
             --check-images "$SAMPLE" --tolerance "$TOLERANCE" >"$SMOKE/lite-export.log" 2>&1 \
@@ -115,6 +124,9 @@ for flavour in "${FLAVOURS[@]}"; do
     bundle_bytes=$(du -sb "$bundle" | cut -f1)
     echo "built in ${build_s} s, $(human "$bundle_bytes")"
     if [ "$flavour" = lite ] && [ -e "$bundle/_internal/torch" ]; then fail "the lite bundle contains torch"; fi
+    if [ -e "$bundle/_internal/huggingface_hub" ]; then fail "the $flavour bundle contains huggingface_hub"; fi
+    [ -s "$bundle/licenses/INDEX.txt" ] || fail "the $flavour bundle has no licences/INDEX.txt"
+    echo "licences: $(grep -c '^[^ ].*: ' "$bundle/licenses/INDEX.txt") packages in $bundle/licenses/INDEX.txt"
 
     say "$flavour: frozen CLI classifies $SAMPLE with the bundled models"
     (LESION_DESKTOP_HOME=$(fresh_home) "$bundle/lesion-desktop" classify "$SAMPLE" -o "$SMOKE/$flavour.csv") \

@@ -11,6 +11,7 @@ pkg=lesion-desktop; other=lesion-desktop-lite; desc="GPU (CUDA) and CPU edition,
 if [ "$flavour" = lite ]; then
     pkg=lesion-desktop-lite; other=lesion-desktop; desc="CPU edition (ONNX Runtime), classification only"
 fi
+[ -s "$bundle/licenses/INDEX.txt" ] || { echo "build_deb.sh: $bundle has no licenses/ (build it with build.spec)" >&2; exit 1; }
 arch=$(dpkg --print-architecture)
 mkdir -p "$out"
 stage=$(mktemp -d "$out/.deb-stage.XXXXXX")  # beside the output: same file system, so hard links work
@@ -25,10 +26,17 @@ for size in 16 24 32 48 64 128 256; do
         "$stage/usr/share/icons/hicolor/${size}x${size}/apps/lesion-desktop.png"
 done
 cat > "$stage/usr/share/doc/$pkg/copyright" <<TXT
-Lesion Desktop: MIT licence (code). The bundled models were trained on HAM10000 (ViDIR Group, Medical
-University of Vienna; Tschandl, Rosendahl, Kittler, Sci Data 5, 180161, 2018), CC BY-NC 4.0: the models
-inherit its non-commercial terms. Bundled third-party components keep their own licences (Qt/PySide6:
-LGPLv3; PyTorch: BSD; OpenCV: Apache 2.0; ONNX Runtime: MIT; NVIDIA CUDA libraries: NVIDIA EULA).
+Lesion Desktop: MIT licence (code), /opt/lesion-desktop/licenses/LICENSE-lesion-desktop.txt.
+
+The bundled models were trained on HAM10000 (ViDIR Group, Medical University of Vienna; Tschandl, Rosendahl,
+Kittler, Sci Data 5, 180161, 2018), CC BY-NC 4.0 (https://creativecommons.org/licenses/by-nc/4.0/legalcode):
+the models inherit its non-commercial terms. What that means for a clinic:
+/opt/lesion-desktop/licenses/THIRD_PARTY_NOTICES.md.
+
+The program contains third-party software under its own licences (Qt/PySide6: LGPL-3.0; PyTorch: BSD-style;
+OpenCV: Apache-2.0; ONNX Runtime: MIT; NVIDIA CUDA libraries in the full edition: NVIDIA's licence agreements;
+and others). Each package's licence texts, found from the files the build collected, are in
+/opt/lesion-desktop/licenses/ (list: /opt/lesion-desktop/licenses/INDEX.txt).
 TXT
 installed_kb=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 # Libraries the bundle takes from the system: glibc, X11/xcb and Wayland for Qt's window system, OpenGL/EGL,
