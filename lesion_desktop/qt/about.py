@@ -7,6 +7,7 @@ their training data and licence (HAM10000 is CC BY-NC: the models inherit it).
 from __future__ import annotations
 
 import html
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,11 @@ if TYPE_CHECKING:  # the lite edition has no PyTorch
     from lesion_desktop.engine import EnsembleEngine
 
 DISCLAIMER = "Decision support only — not a diagnosis. A clinician must make the diagnosis."
+MODELS_LICENCE_NOTE = (
+    "Non-commercial terms: research, teaching, audits and evaluating the program are within them; using these models "
+    "in fee-paying patient care, or in a product or service that is sold, may count as commercial use. Before such "
+    "use, ask your legal adviser, or use models your clinic trained on images it has the rights to use (Retrain). "
+    "Not legal advice.")
 _METRIC_NAMES = (("balanced_accuracy", "balanced accuracy"), ("melanoma_recall", "melanoma recall"),
                  ("accuracy", "accuracy"), ("macro_auc", "macro AUC"))
 
@@ -110,7 +116,8 @@ def models_html(engine: EnsembleEngine | None, models_dir: Path | None = None, e
         f"<p><b>Ensemble metrics</b></p><ul>{metric_rows}</ul>"
         + warning_rates_html(metrics) +
         f"<p><b>Training data:</b> {esc(_training_data(man, member_manifests))}</p>"
-        f"<p><b>Licence:</b> {esc(str(licence))}</p>"
+        f"<p><b>Licence:</b> {esc(str(licence))}"
+        + (f"<br/><small>{esc(MODELS_LICENCE_NOTE)}</small>" if "BY-NC" in str(licence) else "") + "</p>"
     )
 
 
@@ -139,9 +146,19 @@ def about_html(engine: EnsembleEngine | None, models_dir: Path | None = None, er
         + (f"<br/>{html.escape(engine.device_note)}" if engine is not None and engine.device_note else "")
         + "</p>"
         + models_html(engine, models_dir, error)
+        + f"<p><small>Third-party software in this program and its licences: {html.escape(licences_location())}"
+          "</small></p>"
         + "<p><small>Software licence: MIT. No data leaves this computer: the program makes no network "
           "connections.</small></p>"
     )
+
+
+def licences_location() -> str:
+    """Where the licence texts are: the frozen program's licenses/ folder (build.spec), else the source's notices."""
+    if getattr(sys, "frozen", False):
+        return str(Path(sys.executable).resolve().parent / "licenses")
+    notices = Path(__file__).resolve().parents[2] / "THIRD_PARTY_NOTICES.md"
+    return str(notices) if notices.is_file() else "THIRD_PARTY_NOTICES.md in the source distribution"
 
 
 def esc_version() -> str:
