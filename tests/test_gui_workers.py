@@ -72,3 +72,76 @@ def test_cancel_is_cooperative(qtbot):
         w.cancel()
     assert "Cancelled" in got["errored"][0] and got["finished"] == []
     assert runner.shutdown(1000)
+
+
+def test_a_job_that_outlives_its_closed_and_deleted_window_touches_nothing(qtbot, tiny_models, monkeypatch, caplog):
+    """A job the close cannot stop in time (a model load checks no cancel flag; on a busy PC it takes minutes)."""
+    import threading
+
+    import shiboken6
+    from PySide6.QtWidgets import QApplication
+
+    from lesion_desktop.qt import main_window as mw
+    from lesion_desktop.qt.workers import wait_for_lingering
+    from lesion_desktop.settings import Settings
+    from tests.helpers import HAM, require_data
+
+    image = sorted((require_data(HAM) / "images").glob("*.jpg"))[0]
+    started, release = threading.Event(), threading.Event()
+    real_analyse = mw.analyse
+
+    def slow_analyse(progress, *args, **kwargs):
+        started.set()
+        release.wait(60)  # set by the test; the bound only ends a test whose window blocks on the job
+        return real_analyse(progress, *args, **kwargs)
+
+    monkeypatch.setattr(mw, "analyse", slow_analyse)
+    window = mw.MainWindow(Settings(models_dir=str(tiny_models), device="cpu"))
+    qtbot.waitUntil(lambda: window.idle, timeout=300000)
+    window.open_path(image)
+    (job,) = window.runner._active
+    qtbot.waitUntil(started.is_set, timeout=120000)
+    window.shutdown_timeout_ms = 50  # the close gives up waiting; the job goes on
+    with qtbot.captureExceptions() as exceptions:
+        with caplog.at_level(logging.INFO):
+            window.close()
+        shiboken6.delete(window)  # what deleteLater does at the next event loop; it must not wait for the job
+        assert not shiboken6.isValid(window)
+        assert not job.done.is_set()  # deleting the window did not wait for the job
+        release.set()  # the job ends only once the window is gone
+        assert wait_for_lingering(120000)
+        QApplication.processEvents()  # delivers what the job sent at its end
+    assert job.done.is_set()
+    assert exceptions == []  # before the fix: RuntimeError, Internal C++ object (QProgressBar) already deleted
+    assert "still running" in caplog.text
+
+
+def test_results_that_arrive_after_the_window_closed_are_ignored(qtbot, make_window, monkeypatch):
+    import threading
+
+    from PySide6.QtWidgets import QApplication
+
+    from lesion_desktop.qt import main_window as mw
+    from lesion_desktop.qt.workers import wait_for_lingering
+    from tests.helpers import HAM, require_data
+
+    image = sorted((require_data(HAM) / "images").glob("*.jpg"))[0]
+    started = threading.Event()
+    real_analyse = mw.analyse
+
+    def analyse(progress, *args, **kwargs):
+        started.set()
+        return real_analyse(progress, *args, **kwargs)
+
+    monkeypatch.setattr(mw, "analyse", analyse)
+    w = make_window()
+    shown: list = []
+    w.result_shown.connect(lambda a: shown.append(a))
+    w.failed.connect(lambda m: shown.append(m))
+    w.open_path(image)
+    qtbot.waitUntil(started.is_set, timeout=120000)
+    with qtbot.captureExceptions() as exceptions:
+        w.close()  # waits for the analysis (or gives up and leaves it running); what it sends is not shown
+        assert wait_for_lingering(120000)
+        QApplication.processEvents()  # delivers what the job sent while the window was closing
+    assert exceptions == [] and shown == []

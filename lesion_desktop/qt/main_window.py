@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,8 @@ class MainWindow(QMainWindow):
         self.dialogs = WindowDialogs(self)
         self._seq = 0
         self._jobs = 0  # queued or running worker jobs, counted on the GUI thread
+        self._closed = False  # set by closeEvent: a job finishing later must touch no widget
+        self.shutdown_timeout_ms = 10000  # how long closing waits for a running job (a model load cannot stop)
         self._build_ui()
         self.setAcceptDrops(True)
         geo = window_settings()
@@ -211,9 +214,7 @@ class MainWindow(QMainWindow):
         self.device_label.setText("")
         explicit = self.models_dir_override or (Path(s.models_dir) if s.models_dir else None)
         worker = Worker(load_engine, self.holder, explicit, s.device, s.tta, name="load models")
-        worker.signals.finished.connect(self._on_engine_loaded)
-        worker.signals.errored.connect(self._on_engine_failed)
-        self._start(worker)
+        self._start(worker, self._on_engine_loaded, self._on_engine_failed)
 
     def _on_engine_loaded(self, engine: EnsembleEngine) -> None:
         self._update_status_labels()
@@ -234,11 +235,27 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"Models: {e.version}" if e is not None else "Models: none loaded")
 
     # ---- work queue ---------------------------------------------------------------------------------
-    def _start(self, worker: Worker) -> None:
+    def _start(self, worker: Worker, finished: Callable[[Any], None], errored: Callable[[str], None],
+               partial: Callable[[Any], None] | None = None) -> None:
+        """Queue a job. Its signals reach the window only while it is open: a job that was still running
+        when the window closed (a model load cannot be cancelled) may end after the widgets are deleted."""
+
+        def while_open(slot: Callable[[Any], None], done: bool) -> Callable[[Any], None]:
+            def call(value: Any) -> None:
+                if self._closed:
+                    return
+                slot(value)
+                if done:
+                    self._job_done()
+
+            return call
+
         self._jobs += 1
         self.busy.show()
-        worker.signals.finished.connect(lambda _r: self._job_done())
-        worker.signals.errored.connect(lambda _m: self._job_done())
+        worker.signals.finished.connect(while_open(finished, True))
+        worker.signals.errored.connect(while_open(errored, True))
+        if partial is not None:
+            worker.signals.partial.connect(while_open(partial, False))
         self.runner.start(worker)
 
     def _job_done(self) -> None:
@@ -265,10 +282,7 @@ class MainWindow(QMainWindow):
         self.message_bar.dismiss()
         worker = Worker(analyse, self.holder, source, source_name=name, store=self.store,
                         threshold=self.settings.warning_threshold, seq=self._seq, name="analyse")
-        worker.signals.partial.connect(self._on_analysis_partial)
-        worker.signals.finished.connect(self._on_analysis)
-        worker.signals.errored.connect(self._on_analysis_failed)
-        self._start(worker)
+        self._start(worker, self._on_analysis, self._on_analysis_failed, self._on_analysis_partial)
 
     def open_path(self, path: Path) -> None:
         self.classify(Path(path), Path(path).name)
@@ -368,9 +382,7 @@ class MainWindow(QMainWindow):
     def open_record(self, record_id: int, export: bool = False) -> None:
         self._seq += 1
         worker = Worker(reopen, self.store, record_id, self._seq, name="reopen")
-        worker.signals.finished.connect(lambda a: self._on_reopened(a, export))
-        worker.signals.errored.connect(self.show_error)
-        self._start(worker)
+        self._start(worker, lambda a: self._on_reopened(a, export), self.show_error)
 
     def _on_reopened(self, analysis: Analysis, export: bool) -> None:
         if analysis.seq == self._seq:
@@ -452,9 +464,10 @@ class MainWindow(QMainWindow):
 
     # ---- shutdown -----------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self._closed = True  # first: results that arrive from now on (even during the waits below) are ignored
         self.stop_camera()
         self.dialogs.shutdown()
-        self.runner.shutdown()
+        self.runner.shutdown(self.shutdown_timeout_ms)
         geo = window_settings()
         geo.setValue("geometry", self.saveGeometry())
         geo.setValue("state", self.saveState())

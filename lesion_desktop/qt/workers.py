@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,10 @@ from lesion_desktop.errors import CancelledError, LesionError
 from training.progress import TaskState
 
 log = logging.getLogger(__name__)
+SIGNAL_NAMES = ("started", "progress", "partial", "finished", "errored")
+# Pools whose jobs were still running when their owner shut down: kept alive, owned by no widget, until
+# those jobs end (a QThreadPool's destructor blocks until its jobs are done; see WorkerRunner.shutdown).
+_lingering: list[tuple[QThreadPool, set[Worker]]] = []
 
 
 class WorkerSignals(QObject):
@@ -51,6 +56,17 @@ class Worker(QRunnable):
         """Cooperative: the function stops at its next `cancelled()` check."""
         self.state.cancel()
 
+    def detach(self) -> None:
+        """Disconnect every slot: whatever the job reports from now on reaches no one (its owner is gone)."""
+        for name in SIGNAL_NAMES:
+            signal = getattr(self.signals, name)
+            with warnings.catch_warnings():  # PySide warns when a signal had no connection left
+                warnings.simplefilter("ignore", RuntimeWarning)
+                try:
+                    signal.disconnect()
+                except (RuntimeError, TypeError):
+                    pass
+
     def run(self) -> None:
         self.signals.started.emit()
         error: str | None = None
@@ -82,7 +98,9 @@ class WorkerRunner(QObject):
 
     def __init__(self, max_threads: int = 1, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.pool = QThreadPool(self)
+        # No Qt parent: deleting the owner (a closed window) must never block on a job that is still running.
+        self.pool = QThreadPool()
+        self._max_threads = max_threads
         self.pool.setMaxThreadCount(max_threads)  # one at a time: model jobs then run in submission order
         self._active: set[Worker] = set()
 
@@ -105,10 +123,36 @@ class WorkerRunner(QObject):
             w.cancel()
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:
-        """Cancel everything and wait; False if something is still running after the timeout."""
+        """Cancel everything and wait; False if something is still running after the timeout.
+
+        Either way the jobs are detached: their signals reach no slot of the owner, which is going away.
+        A job that does not stop in time (a model load checks no cancel flag) runs on, and its pool
+        lingers, owned by no widget, until it is done.
+        """
         self.cancel_all()
         self.pool.clear()  # queued jobs that never started are dropped
         ok = self.pool.waitForDone(timeout_ms)
+        for w in self._active:
+            w.detach()
         if not ok:
-            log.error("Background work still running after %d ms at shutdown", timeout_ms)
+            running = [w.name for w in self._active if not w.done.is_set()]
+            log.error("Background work still running after %d ms at shutdown (%s); its results will be ignored",
+                      timeout_ms, ", ".join(running) or "a queued job")
+            _lingering.append((self.pool, set(self._active)))
+            self.pool = QThreadPool()
+            self.pool.setMaxThreadCount(self._max_threads)
+        self._active.clear()
+        reap_lingering()
         return ok
+
+
+def reap_lingering() -> None:
+    """Drop the pools kept for jobs that outlived their owner, once those jobs are done."""
+    _lingering[:] = [(pool, jobs) for pool, jobs in _lingering if not pool.waitForDone(0)]
+
+
+def wait_for_lingering(timeout_ms: int) -> bool:
+    """At exit: give jobs that outlived their windows a last chance to end; False if some still run."""
+    ok = all(pool.waitForDone(timeout_ms) for pool, _jobs in list(_lingering))
+    reap_lingering()
+    return ok
