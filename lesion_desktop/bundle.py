@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -21,12 +20,19 @@ from torch import nn
 from lesion_desktop import __version__
 from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.errors import BundleError
-from lesion_desktop.manifest_io import MANIFEST, read_json_object, sha256_file
+from lesion_desktop.manifest import (
+    BUNDLE_FORMAT,
+    ENSEMBLE_FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    MemberInfo,
+    check_weights_file,
+    sha256_file,
+    validate_ensemble,
+    validate_member,
+)
 from lesion_desktop.preprocess import PreprocessConfig
 
-BUNDLE_FORMAT = "lesion-desktop-model"
-ENSEMBLE_FORMAT = "lesion-desktop-ensemble"
-FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 HAM_LICENCE = (
     "Trained on HAM10000 (ViDIR Group, Medical University of Vienna; Tschandl et al., Sci Data 2018), "
@@ -121,31 +127,6 @@ def save_bundle(
     return folder
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    if not Path(folder).is_dir():
-        raise BundleError(f"Model folder {folder} does not exist.")
-    if not (Path(folder) / MANIFEST).is_file():
-        raise BundleError(f"{folder} has no {MANIFEST}; it is not a model bundle or ensemble.")
-    return read_json_object(Path(folder) / MANIFEST)
-
-
-def _finite(v: float) -> float:
-    """float(v), with integers too large for a float (valid JSON) read as infinity instead of raising."""
-    try:
-        return float(v)
-    except OverflowError:
-        return math.inf
-
-
-def _require(m: dict[str, Any], key: str, typ: type | tuple[type, ...], where: Path) -> Any:
-    if key not in m:
-        raise BundleError(f"{where}: the manifest lacks '{key}'.")
-    v = m[key]
-    if not isinstance(v, typ) or isinstance(v, bool) and typ is not bool:
-        raise BundleError(f"{where}: '{key}' has the wrong type ({type(v).__name__}).")
-    return v
-
-
 def _check_safetensors_file(path: Path) -> None:
     """Refuse pickles and truncated files before any parser sees them."""
     size = path.stat().st_size
@@ -170,50 +151,25 @@ def _check_safetensors_file(path: Path) -> None:
 
 
 def load_bundle(folder: Path, device: torch.device | str = "cpu") -> ModelBundle:
-    """Load and verify one model bundle; raises BundleError saying what is wrong."""
+    """Load and verify one model bundle (manifest, weights' sha256 and bytes, tensor names and shapes)."""
+    return load_member(validate_member(Path(folder)), device)
+
+
+def load_member(info: MemberInfo, device: torch.device | str = "cpu") -> ModelBundle:
+    """The PyTorch model of a validated member; raises BundleError saying what is wrong with its weights."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from lesion_desktop.registry import get_spec
 
-    folder = Path(folder)
-    m = read_manifest(folder)
-    if m.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{folder}: not a model bundle (format {m.get('format')!r}).")
-    if m.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{folder}: bundle format version {m.get('format_version')!r} is not supported.")
-    arch = _require(m, "architecture", str, folder)
-    spec = get_spec(arch)
-    classes = _require(m, "classes", list, folder)
-    if classes != list(CLASS_CODES):
-        raise BundleError(
-            f"{folder}: the model's classes {classes} do not match this software's {list(CLASS_CODES)}."
-        )
-    try:
-        pre = PreprocessConfig.from_dict(_require(m, "preprocessing", dict, folder))
-    except ValueError as e:
-        raise BundleError(f"{folder}: bad preprocessing in manifest: {e}.") from None
-    if list(pre.input_size) != _require(m, "input_size", list, folder):
-        raise BundleError(f"{folder}: input_size disagrees with the preprocessing block.")
-    temp = _finite(_require(m, "temperature", (int, float), folder))
-    if not (math.isfinite(temp) and 0.05 <= temp <= 20):
-        raise BundleError(f"{folder}: temperature {temp} is outside 0.05..20.")
-    wname = _require(m, "weights_file", str, folder)
-    if Path(wname).name != wname or not wname.endswith(".safetensors"):
-        raise BundleError(f"{folder}: weights_file must be a .safetensors file inside the bundle.")
-    wpath = folder / wname
-    if not wpath.is_file():
+    folder, wname = info.path, info.weights_path.name
+    spec = get_spec(info.architecture)
+    if not info.weights_path.is_file():
         raise BundleError(f"{folder}: the weights file {wname} is missing.")
-    _check_safetensors_file(wpath)
-    expected = _require(m, "weights_sha256", str, folder)
-    actual = sha256_file(wpath)
-    if actual != expected:
-        raise BundleError(
-            f"{folder}: {wname} has been modified or damaged (sha256 {actual[:12]}..., manifest says "
-            f"{expected[:12]}...)."
-        )
+    _check_safetensors_file(info.weights_path)
+    check_weights_file(info)
     try:
-        state = load_file(str(wpath))
+        state = load_file(str(info.weights_path))
     except (SafetensorError, OSError, ValueError) as e:
         raise BundleError(f"{folder}: cannot read {wname}: {e}.") from None
     model = spec.build()
@@ -222,7 +178,7 @@ def load_bundle(folder: Path, device: torch.device | str = "cpu") -> ModelBundle
     extra = sorted(set(state) - set(own))
     if missing or extra:
         raise BundleError(
-            f"{folder}: the weights do not match architecture {arch} "
+            f"{folder}: the weights do not match architecture {info.architecture} "
             f"({len(missing)} missing, {len(extra)} unexpected tensors)."
         )
     for k, v in state.items():
@@ -232,7 +188,7 @@ def load_bundle(folder: Path, device: torch.device | str = "cpu") -> ModelBundle
             state[k] = v.float()
     model.load_state_dict(state, strict=True)
     model.eval().to(device)
-    return ModelBundle(folder, m, model, pre, temp)
+    return ModelBundle(folder, info.manifest, model, info.preprocess, info.temperature)
 
 
 def save_ensemble(
@@ -269,45 +225,7 @@ def save_ensemble(
 
 
 def load_ensemble(folder: Path, device: torch.device | str = "cpu") -> Ensemble:
-    """Load an ensemble folder, or a single bundle as a one-member ensemble."""
-    folder = Path(folder)
-    m = read_manifest(folder)
-    if m.get("format") == BUNDLE_FORMAT:
-        b = load_bundle(folder, device)
-        return Ensemble(folder, {"name": folder.name, **m, "members": [{"path": ".", "weight": 1.0}]}, [b], [1.0])
-    if m.get("format") != ENSEMBLE_FORMAT:
-        raise BundleError(f"{folder}: not a model bundle or ensemble (format {m.get('format')!r}).")
-    if m.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{folder}: ensemble format version {m.get('format_version')!r} is not supported.")
-    if m.get("classes") != list(CLASS_CODES):
-        raise BundleError(f"{folder}: the ensemble's classes {m.get('classes')} do not match {list(CLASS_CODES)}.")
-    entries = _require(m, "members", list, folder)
-    if not entries:
-        raise BundleError(f"{folder}: the ensemble lists no members.")
-    members: list[ModelBundle] = []
-    weights: list[float] = []
-    root = folder.resolve()
-    for e in entries:
-        if not isinstance(e, dict) or not isinstance(e.get("path"), str):
-            raise BundleError(f"{folder}: malformed member entry {e!r}.")
-        try:
-            sub = (folder / e["path"]).resolve()
-            found = sub.is_dir()
-        except (OSError, ValueError):  # NUL bytes, names too long for the file system
-            raise BundleError(f"{folder}: member path {e['path'][:100]!r} is not a valid folder name.") from None
-        if root not in sub.parents:
-            raise BundleError(f"{folder}: member path {e['path']!r} points outside the ensemble folder.")
-        if not found:
-            raise BundleError(f"{folder}: member {e['path']!r} is missing.")
-        w = e.get("weight", 1.0)
-        if not isinstance(w, int | float) or isinstance(w, bool) or not math.isfinite(_finite(w)) or w < 0:
-            raise BundleError(f"{folder}: member {e['path']!r} has an invalid weight {w!r}.")
-        digest = e.get("manifest_sha256")
-        if digest is not None and (sub / MANIFEST).is_file() and sha256_file(sub / MANIFEST) != digest:
-            raise BundleError(f"{folder}: the manifest of member {e['path']!r} has been modified.")
-        members.append(load_bundle(sub, device))
-        weights.append(float(w))
-    total = sum(weights)
-    if total <= 0:
-        raise BundleError(f"{folder}: member weights sum to zero.")
-    return Ensemble(folder, m, members, [w / total for w in weights])
+    """Load an ensemble folder, or a single bundle as a one-member ensemble (PyTorch models, for training)."""
+    info = validate_ensemble(Path(folder))
+    members = [load_member(m, device) for m in info.members]
+    return Ensemble(info.path, info.manifest, members, list(info.weights))

@@ -42,8 +42,9 @@ def classify(paths: list[str], output: Path, models: Path | None, device: str = 
 
     `models` None: the active models, falling back (with a note) when the installed ones are damaged.
     """
+    from lesion_desktop.analysis import row_warnings
     from lesion_desktop.imageio import load_image, quality_check
-    from lesion_desktop.models_loader import open_engine
+    from lesion_desktop.inference import open_engine
 
     engine, notes = open_engine(models_dir=models, device=device, tta=tta, backend=backend)
     for note in (*notes, engine.device_note):
@@ -74,9 +75,10 @@ def classify(paths: list[str], output: Path, models: Path | None, device: str = 
                     continue
                 images.append(img)
                 good.append(path)
-                warns.append("; ".join(quality_check(img).warnings))
-            for path, pred, w in zip(good, engine.predict(images), warns, strict=True):
-                writer.writerow([str(path), pred.top_code, *(f"{p:.6f}" for p in pred.probabilities), w])
+                warns.append(quality_check(img).warnings)
+            for path, img, pred, w in zip(good, images, engine.predict(images), warns, strict=True):
+                row = row_warnings(engine, img, pred, w)
+                writer.writerow([str(path), pred.top_code, *(f"{p:.6f}" for p in pred.probabilities), "; ".join(row)])
                 ok += 1
             if bar is not None:
                 bar.update(len(chunk))
@@ -97,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     c.add_argument("--tta", action="store_true", help="test-time augmentation: flips, 90-degree rotations")
     c.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
-                   help="onnx: ONNX Runtime on the CPU (optional extra); auto: onnx where installed and faster")
+                   help="auto (default): ONNX Runtime on the CPU where the models have a graph, else PyTorch; "
+                   "onnx: ONNX Runtime wherever possible; torch: PyTorch only")
     sub.add_parser("gui", help="start the desktop application (the default with no command)")
     return p
 

@@ -1,4 +1,7 @@
-"""Grad-CAM over the ensemble: which regions of the network input drove the top class.
+"""Grad-CAM for members whose head is not one linear layer (the study's baseline CNN, VGG16), and the overlay.
+
+Every shipped architecture gets its heat-map from the class activation maps that its forward pass (and
+its ONNX graph) computes (`inference.camnet`); for those, Grad-CAM gives the same map.
 
 Each member's activations at its registry `gradcam_layer` are captured by a forward hook; the gradient
 of the class logit with respect to them comes from `torch.autograd.grad` (not a backward hook, which
@@ -6,8 +9,7 @@ breaks on the in-place ReLUs of torchvision models and would accumulate paramete
 maps are normalised, resized to the first member's input size (the size of `Prediction.preprocessed`)
 and averaged with the ensemble weights.
 
-Thread safety: runs under the engine's lock, so it can be called from a worker while another worker
-classifies with the same engine.
+Thread safety: `Engine.heatmap` calls it under the engine's lock.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from lesion_desktop.preprocess import normalise_batch, prepare_image
 from lesion_desktop.registry import get_spec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from lesion_desktop.bundle import ModelBundle
-    from lesion_desktop.engine import EnsembleEngine
 
 
 class _Capture:
@@ -72,26 +75,19 @@ def _cam(logits: torch.Tensor, activation: torch.Tensor, class_index: int, size:
     return cam / top if top > 0 else np.zeros(size, np.float32)
 
 
-def grad_cam(engine: EnsembleEngine, rgb: np.ndarray, class_index: int | None = None) -> np.ndarray:
+def grad_cam(members: Sequence[ModelBundle], weights: Sequence[float], rgb: np.ndarray,
+             class_index: int | None = None, device: torch.device | str = "cpu") -> np.ndarray:
     """HxW float32 map in [0, 1] at the first member's input size, for `class_index` (default: ensemble top)."""
-    ensemble = engine.ensemble
-    size = ensemble.members[0].preprocess.input_size
-    with engine._lock, torch.inference_mode(False), torch.enable_grad():
-        passes = [_forward(m, rgb, engine.device) for m in ensemble.members]
+    size = members[0].preprocess.input_size
+    dev = torch.device(device)
+    with torch.inference_mode(False), torch.enable_grad():
+        passes = [_forward(m, rgb, dev) for m in members]
         if class_index is None:
             probs = sum(w * torch.softmax(lg.detach() / m.temperature, dim=1)
-                        for w, (lg, _), m in zip(ensemble.weights, passes, ensemble.members, strict=True))
+                        for w, (lg, _), m in zip(weights, passes, members, strict=True))
             class_index = int(torch.as_tensor(probs).argmax())
         total = np.zeros(size, np.float32)
-        for w, (logits, act) in zip(ensemble.weights, passes, strict=True):
+        for w, (logits, act) in zip(weights, passes, strict=True):
             total += w * _cam(logits, act, class_index, size)
     top = float(total.max())
     return (total / top if top > 0 else total).astype(np.float32)
-
-
-def overlay(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend a jet-coloured heat-map over `rgb` (resized to it); uint8 RGB of rgb's size."""
-    h, w = rgb.shape[:2]
-    cam_u8 = np.clip(cv2.resize(cam.astype(np.float32), (w, h)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    colour = cv2.cvtColor(cv2.applyColorMap(cam_u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(rgb, 1.0 - alpha, colour, alpha, 0.0)

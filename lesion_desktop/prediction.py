@@ -38,6 +38,8 @@ class Prediction(ClassProbabilities):
     member_probabilities: dict[str, np.ndarray]
     seconds: float
     preprocessed: np.ndarray | None = field(default=None, repr=False)  # first member's network input (uint8)
+    features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # member -> pooled features (C,)
+    cams: np.ndarray | None = field(default=None, repr=False)  # (K, H, W) per-class heat-maps in [0, 1], or None
 
     @property
     def member_agreement(self) -> float:

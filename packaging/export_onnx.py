@@ -1,19 +1,17 @@
-"""Export an ensemble for the lite edition: manifests + one ONNX graph per member, checked against PyTorch.
+"""Prepare an ensemble for the lite edition: manifests + one verified ONNX graph per member, no weights.
 
     python packaging/export_onnx.py --models resources/models/default --output build/onnx-models/default \
         --check-images ../shared/data/ham10000_fullres_sample
 
-Writes a copy of the ensemble folder without the safetensors weights; each member gains `model.onnx`
-(exported by lesion_desktop.onnx_backend.export_onnx: the same exporter and settings as the full
-edition's optional ONNX backend) and `onnx.json` (graph sha256, source weights sha256, opset, torch
-version, and the largest probability difference measured here). Exits 1 when the ONNX Runtime engine's
-probabilities differ from the PyTorch engine's by more than --tolerance on any check image.
+Members that already carry a graph made from their weights (the shipped default does) keep it; others are
+exported first (lesion_desktop.inference.export, the exporter the training pipeline uses). The copy leaves
+out the safetensors weights. Exits 1 when ONNX Runtime's probabilities differ from PyTorch's by more than
+--tolerance on any check image, or when a top class differs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -24,13 +22,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def member_folders(models: Path) -> list[Path]:
-    m = json.loads((models / "manifest.json").read_text(encoding="utf-8"))
-    if m.get("format") == "lesion-desktop-model":
-        return [models]
-    return [(models / e["path"]).resolve() for e in m["members"]]
 
 
 def check_images(folders: list[str], limit: int) -> list[np.ndarray]:
@@ -45,7 +36,7 @@ def check_images(folders: list[str], limit: int) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--models", type=Path, required=True, help="ensemble (or bundle) folder to export")
     p.add_argument("--output", type=Path, required=True, help="folder to write (replaced)")
     p.add_argument("--check-images", nargs="*", default=[], help="image files or folders to compare on")
@@ -53,57 +44,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed probability difference")
     args = p.parse_args(argv)
 
-    import torch
-
-    from lesion_desktop.bundle import load_bundle
-    from lesion_desktop.engine import EnsembleEngine
-    from lesion_desktop.onnx_backend import OPSET, export_onnx
-    from lesion_desktop.onnx_runtime_engine import (
-        ONNX_FILE,
-        ONNX_FORMAT,
-        ONNX_FORMAT_VERSION,
-        ONNX_MANIFEST,
-        OnnxRuntimeEngine,
-        sha256_file,
-    )
+    from lesion_desktop.errors import BundleError
+    from lesion_desktop.inference import load_engine
+    from lesion_desktop.inference.export import export_member
+    from lesion_desktop.manifest import onnx_graph, validate_ensemble
 
     src, out = args.models.resolve(), args.output.resolve()
+    t0 = time.perf_counter()
+    for member in validate_ensemble(src).members:
+        try:
+            onnx_graph(member)
+        except BundleError:
+            t = time.perf_counter()
+            export_member(member.path)
+            print(f"exported {member.architecture} ({member.name}) in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.safetensors", "*.onnx", ONNX_MANIFEST, "__pycache__"))
-    t0 = time.perf_counter()
-    members = member_folders(src)
-    for folder in members:
-        bundle = load_bundle(folder, "cpu")  # verifies the weights' sha256 before exporting them
-        dest = out / folder.relative_to(src) if folder != src else out
-        h, w = bundle.preprocess.input_size
-        t = time.perf_counter()
-        export_onnx(bundle.model, (h, w), dest / ONNX_FILE)
-        info = {
-            "format": ONNX_FORMAT, "format_version": ONNX_FORMAT_VERSION, "onnx_file": ONNX_FILE,
-            "onnx_sha256": sha256_file(dest / ONNX_FILE), "weights_sha256": bundle.manifest["weights_sha256"],
-            "architecture": bundle.architecture, "input_size": [h, w], "opset": OPSET,
-            "exported_with": f"torch {torch.__version__}",
-        }
-        (dest / ONNX_MANIFEST).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        print(f"exported {bundle.architecture} ({folder.name}) in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("*.safetensors", "__pycache__", "*.part-*"))
     images = check_images(args.check_images, args.limit)
-    ref = EnsembleEngine(src, device="cpu", backend="torch").predict(images)
-    got = OnnxRuntimeEngine(out).predict(images)
+    ref = load_engine(src, device="cpu", backend="torch").predict(images)
+    os.environ["LESION_DESKTOP_EDITION"] = "lite"
+    try:
+        got = load_engine(out).predict(images)
+    finally:
+        del os.environ["LESION_DESKTOP_EDITION"]
     diff = max(float(np.abs(a.probabilities - b.probabilities).max()) for a, b in zip(ref, got, strict=True))
     same_top = sum(a.top_index == b.top_index for a, b in zip(ref, got, strict=True))
-    for folder in members:  # record what was measured beside each graph
-        dest = out / folder.relative_to(src) if folder != src else out
-        info = json.loads((dest / ONNX_MANIFEST).read_text(encoding="utf-8"))
-        info["check"] = {"images": len(images), "ensemble_max_abs_diff": diff, "tolerance": args.tolerance}
-        (dest / ONNX_MANIFEST).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"ONNX export of {len(members)} member(s) in {time.perf_counter() - t0:.1f} s, {size / 1e6:.1f} MB; "
-          f"vs PyTorch on {len(images)} images: max |dp| = {diff:.2e}, same top class {same_top}/{len(images)}",
-          file=sys.stderr)
+    print(f"lite models in {out} ({size / 1e6:.1f} MB, {time.perf_counter() - t0:.1f} s); vs PyTorch on "
+          f"{len(images)} images: max |dp| = {diff:.2e}, same top class {same_top}/{len(images)}", file=sys.stderr)
     if diff > args.tolerance or same_top != len(images):
-        print(f"error: the ONNX export differs from PyTorch beyond {args.tolerance}", file=sys.stderr)
+        print(f"error: the ONNX graphs differ from PyTorch beyond {args.tolerance}", file=sys.stderr)
         return 1
     return 0
 

@@ -14,9 +14,10 @@ import torch
 
 from lesion_desktop.bundle import load_bundle, load_ensemble, save_bundle, save_ensemble
 from lesion_desktop.classes import CLASS_CODES, CLASSES, MALIGNANT_CODES, by_code
-from lesion_desktop.engine import EnsembleEngine, resolve_device
 from lesion_desktop.errors import BundleError
 from lesion_desktop.imageio import load_image
+from lesion_desktop.inference import load_engine
+from lesion_desktop.inference.torch_runner import resolve_device
 from lesion_desktop.preprocess import PreprocessConfig, normalise_resolution, prepare_image, remove_hair, shades_of_gray
 from lesion_desktop.registry import ARCHITECTURES, build_model, get_spec, set_trainable
 from tests.helpers import FULLRES, HAM, make_tiny_bundle, make_tiny_ensemble, require_data
@@ -273,8 +274,8 @@ def test_half_precision_bundle_keeps_predictions(tmp_path):
     assert (tmp_path / "f16" / "weights.safetensors").stat().st_size < 0.6 * (
         tmp_path / "f32" / "weights.safetensors").stat().st_size
     img = load_image(sorted((require_data() / "images").glob("*.jpg"))[0])
-    a = EnsembleEngine(tmp_path / "f32", "cpu").predict_one(img).probabilities
-    b = EnsembleEngine(tmp_path / "f16", "cpu").predict_one(img).probabilities
+    a = load_engine(tmp_path / "f32", "cpu").predict_one(img).probabilities
+    b = load_engine(tmp_path / "f16", "cpu").predict_one(img).probabilities
     assert np.abs(a - b).max() < 1e-3
 
 
@@ -286,7 +287,7 @@ def test_engine_shares_the_first_stage_without_changing_any_member_input(tmp_pat
                     preprocess=PreprocessConfig(input_size=size, jpeg_quality=75), temperature=1.0,
                     metrics={}, training={})
     save_ensemble(tmp_path / "ens", [("m0", 1.0), ("m1", 1.0)], name="two-sizes")
-    engine = EnsembleEngine(tmp_path / "ens", "cpu", backend="torch")
+    engine = load_engine(tmp_path / "ens", "cpu", backend="torch")
     full = [load_image(p) for p in sorted((require_data(FULLRES) / "images").glob("*.jpg"))[:3]]
     preds = engine.predict(full)
     for k, img in enumerate(full):
@@ -294,8 +295,9 @@ def test_engine_shares_the_first_stage_without_changing_any_member_input(tmp_pat
             x = prepare_image(img, m.preprocess)
             if i == 0:
                 assert np.array_equal(preds[k].preprocessed, x)
-            with torch.inference_mode():
-                direct = engine._member_probs(i, x[None], m.preprocess)[0].numpy()
+            from lesion_desktop.inference.ensemble import member_probabilities
+
+            direct = member_probabilities(engine.runners[i], x[None])[0][0]
             np.testing.assert_allclose(preds[k].member_probabilities[m.name], direct, atol=1e-6)
 
 
@@ -303,7 +305,7 @@ def test_engine_averages_members_with_weights_and_temperature(tmp_path):
     ens = make_tiny_ensemble(tmp_path / "ens")
     m = json.loads((ens / "manifest.json").read_text())
     save_ensemble(ens, [("tiny0", 3.0), ("tiny1", 1.0)], name="weighted")
-    engine = EnsembleEngine(ens, "cpu")
+    engine = load_engine(ens, "cpu")
     imgs = [load_image(p) for p in sorted((require_data() / "images").glob("*.jpg"))[:4]]
     preds = engine.predict(imgs)
     assert m["members"][0]["path"] == "tiny0"
@@ -316,12 +318,12 @@ def test_engine_averages_members_with_weights_and_temperature(tmp_path):
         assert p.preprocessed.shape == (48, 64, 3)
     single = engine.predict_one(imgs[0]).probabilities
     assert np.allclose(single, preds[0].probabilities, atol=1e-5)  # batching does not change results
-    tta = EnsembleEngine(ens, "cpu", tta=True).predict_one(imgs[0])
+    tta = load_engine(ens, "cpu", tta=True).predict_one(imgs[0])
     assert abs(tta.probabilities.sum() - 1) < 1e-6
 
 
 def test_engine_is_safe_from_several_threads(tmp_path):
-    engine = EnsembleEngine(make_tiny_ensemble(tmp_path / "ens"), "cpu")
+    engine = load_engine(make_tiny_ensemble(tmp_path / "ens"), "cpu")
     imgs = [load_image(p) for p in sorted((require_data() / "images").glob("*.jpg"))[:6]]
     expected = [p.probabilities for p in engine.predict(imgs)]
     results: dict[int, np.ndarray] = {}

@@ -6,18 +6,36 @@ import numpy as np
 import pytest
 import torch
 
-from lesion_desktop.bundle import Ensemble, ModelBundle
-from lesion_desktop.engine import EnsembleEngine
-from lesion_desktop.explain import grad_cam, overlay
+from lesion_desktop.bundle import ModelBundle
+from lesion_desktop.explain import grad_cam
+from lesion_desktop.heatmap import overlay
 from lesion_desktop.imageio import load_image
 from lesion_desktop.preprocess import PreprocessConfig
 from lesion_desktop.registry import ARCHITECTURES, build_model
 from tests.helpers import HAM, make_tiny_ensemble, require_data
 
 
+class _Tiny:
+    """The tiny ensemble's PyTorch members and a predict through the one inference path."""
+
+    def __init__(self, folder) -> None:
+        from lesion_desktop.inference import load_engine
+
+        self.engine = load_engine(folder, "cpu", backend="torch")
+        self.members = [r.bundle for r in self.engine.runners]
+
+    def predict_one(self, image):
+        return self.engine.predict_one(image)
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    return EnsembleEngine(make_tiny_ensemble(tmp_path_factory.mktemp("models")), device="cpu")
+    return _Tiny(make_tiny_ensemble(tmp_path_factory.mktemp("models")))
+
+
+def gcam(tiny, image, c=None):
+    """The engine's heat-map: Grad-CAM under the engine's lock for the baseline CNN members."""
+    return tiny.engine.heatmap(image, tiny.engine.predict_one(image), c)
 
 
 @pytest.fixture(scope="module")
@@ -28,25 +46,25 @@ def image():
 
 def test_map_shape_range_and_top_class(engine, image):
     pred = engine.predict_one(image)
-    cam = grad_cam(engine, image)
+    cam = gcam(engine, image)
     assert cam.shape == pred.preprocessed.shape[:2] == (48, 64)
     assert cam.dtype == np.float32 and cam.min() >= 0 and cam.max() <= 1
     assert cam.max() == pytest.approx(1.0) or cam.max() == 0
     # defaulting to the ensemble's top class gives the same map as asking for it
-    np.testing.assert_allclose(cam, grad_cam(engine, image, pred.top_index), atol=1e-5)
+    np.testing.assert_allclose(cam, gcam(engine, image, pred.top_index), atol=1e-5)
 
 
 def test_map_depends_on_the_class_and_the_image(engine, image):
-    maps = [grad_cam(engine, image, k) for k in range(7)]
+    maps = [gcam(engine, image, k) for k in range(7)]
     assert any(not np.allclose(maps[0], m) for m in maps[1:])
-    flipped = grad_cam(engine, np.ascontiguousarray(image[:, ::-1]), 0)
+    flipped = gcam(engine, np.ascontiguousarray(image[:, ::-1]), 0)
     assert not np.allclose(flipped, maps[0])
 
 
 def test_leaves_no_gradients_or_hooks_and_predictions_unchanged(engine, image):
     before = engine.predict_one(image).probabilities
-    grad_cam(engine, image)
-    for m in engine.ensemble.members:
+    gcam(engine, image)
+    for m in engine.members:
         assert all(p.grad is None for p in m.model.parameters())
         assert all(not mod._forward_hooks for mod in m.model.modules())
     np.testing.assert_allclose(engine.predict_one(image).probabilities, before, atol=1e-6)
@@ -65,7 +83,7 @@ def test_concurrent_with_prediction(engine, image):
     t = threading.Thread(target=classify)
     t.start()
     for _ in range(5):
-        grad_cam(engine, image)
+        gcam(engine, image)
     t.join()
     assert not errors
 
@@ -85,10 +103,6 @@ def test_real_architectures_hooks_work(arch, image):
     pre = PreprocessConfig(input_size=(64, 64))
     member = ModelBundle(path=__import__("pathlib").Path(arch), manifest={"architecture": arch},
                          model=build_model(arch).eval(), preprocess=pre, temperature=1.0)
-    eng = EnsembleEngine.__new__(EnsembleEngine)
-    eng.device = torch.device("cpu")
-    eng._lock = threading.Lock()
-    eng.ensemble = Ensemble(path=member.path, manifest={}, members=[member], weights=[1.0])
-    cam = grad_cam(eng, image)
+    cam = grad_cam([member], [1.0], image)
     assert cam.shape == (64, 64) and np.isfinite(cam).all()
     assert ARCHITECTURES[arch].gradcam_layer

@@ -193,11 +193,11 @@ def test_about_names_version_models_licence_and_device(qtbot, make_window):
 
 
 def test_about_says_how_the_default_models_preprocess_a_photo():
-    from lesion_desktop.engine import EnsembleEngine
+    from lesion_desktop.inference import load_engine
     from lesion_desktop.paths import bundled_models_dir
     from lesion_desktop.qt.about import models_html
 
-    text = models_html(EnsembleEngine(bundled_models_dir(), "cpu"))
+    text = models_html(load_engine(bundled_models_dir(), "cpu"))
     assert text.count("first brought to 200×150 px; larger ones re-encoded as JPEG quality 75") == 2
     assert "<b>Malignancy warning</b> on the test split (n = 1506)" in text and text.count("<td>30%</td>") == 1
     assert "test: balanced accuracy 0.723 (95% interval 0.660–0.784), melanoma recall 0.671 (95% interval" in text

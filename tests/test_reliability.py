@@ -20,10 +20,10 @@ from lesion_desktop import cli, paths
 from lesion_desktop.bundle import MANIFEST, WEIGHTS, load_bundle, load_ensemble, save_bundle, sha256_file
 from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.cli import CSV_COLUMNS, main
-from lesion_desktop.engine import EnsembleEngine
+from lesion_desktop.inference import load_engine
 from lesion_desktop.errors import BundleError
 from lesion_desktop.imageio import load_image
-from lesion_desktop.models_loader import open_engine
+from lesion_desktop.inference import open_engine
 from lesion_desktop.preprocess import PreprocessConfig
 from lesion_desktop.registry import BaselineCNN
 from lesion_desktop.store import ModelStore
@@ -91,7 +91,7 @@ def test_cli_batch_of_every_bad_image_still_classifies_the_good_ones(tmp_path, t
     gone = rows[str(victim)]["warnings"]
     assert "not found" in gone and "deleted" in gone and victim.name in gone
 
-    engine = EnsembleEngine(tiny, "cpu")
+    engine = load_engine(tiny, "cpu")
     classified = [*(bad[n] for n in ACCEPTED if n != NON_ASCII_NAME), bad[NON_ASCII_NAME], *good, long_path]
     for path in classified:
         row = rows[str(path)]
@@ -185,7 +185,7 @@ def test_pickled_weights_are_refused_everywhere_and_never_run(tmp_path, tiny, ca
         with pytest.raises(BundleError, match="(pickle|not a safetensors file)"):
             store.install(cand)
         with pytest.raises(BundleError):
-            EnsembleEngine(cand, "cpu")
+            load_engine(cand, "cpu")
         assert main(["classify", str(_ham(1)[0]), "-o", str(tmp_path / "p.csv"), "--models", str(cand)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and ("pickle" in err or "not a safetensors file" in err), (kind, err)

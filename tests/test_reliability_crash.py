@@ -133,7 +133,7 @@ def test_restart_after_kills_runs_with_intact_models_and_history(tmp_path, monke
     """A store with installed models and a history that was being written when the process died."""
     from lesion_desktop import paths
     from lesion_desktop.imageio import load_image
-    from lesion_desktop.models_loader import open_engine
+    from lesion_desktop.inference import open_engine
     from lesion_desktop.store import ModelStore
     from tests.helpers import HAM, make_tiny_ensemble, require_data
 

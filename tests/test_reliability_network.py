@@ -115,7 +115,7 @@ SCRIPT = textwrap.dedent(r'''
 
     # ---- retraining with ImageNet weights from the torch cache, installing, loading the result ----
     phase("retrain")
-    from lesion_desktop.models_loader import open_engine
+    from lesion_desktop.inference import open_engine
     from lesion_desktop.paths import model_store_dir
     from lesion_desktop.store import ModelStore
     from training.pipeline import RetrainConfig, install_candidate, retrain
@@ -123,7 +123,7 @@ SCRIPT = textwrap.dedent(r'''
                        epochs_top=0, epochs_all=1, input_size=(48, 64), imagenet="auto", batch_size=8,
                        max_batches=2, device="cpu")
     result = retrain(rc, None, active_dir=Path(cfg["models"]))
-    install_candidate(result.ensemble_dir, ModelStore(model_store_dir()))
+    install_candidate(result, ModelStore(model_store_dir()), override=True)  # a 2-batch model is not better
     engine, notes = open_engine(device="cpu")
     assert [m.architecture for m in engine.ensemble.members] == ["mobilenet_v2"], engine.members
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from lesion_desktop.classes import CLASS_CODES
-from lesion_desktop.engine import EnsembleEngine
 from lesion_desktop.errors import DatasetError, ImageLoadError
 from lesion_desktop.imageio import IMAGE_SUFFIXES, load_image
+from lesion_desktop.inference import load_engine
 from training.progress import Progress, check_cancel
 
 # the targets of the issue that asked for this check
@@ -51,7 +51,7 @@ def size_agreement(models_dir: Path, full_dir: Path, copies_dir: Path, *, device
             problems.append(f"{p.name}: no copy of that name in {copies_dir}")
     if not pairs:
         raise DatasetError(f"No image in {full_dir} has a copy of the same name in {copies_dir}.")
-    engine = EnsembleEngine(models_dir, device=device, tta=tta)
+    engine = load_engine(models_dir, device=device, tta=tta)
     agree, diffs, disagreements = 0, [], []
     for i in range(0, len(pairs), batch):
         check_cancel(progress)

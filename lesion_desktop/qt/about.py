@@ -15,7 +15,7 @@ from lesion_desktop import __version__
 from lesion_desktop.edition import name as edition_name
 
 if TYPE_CHECKING:  # the lite edition has no PyTorch
-    from lesion_desktop.engine import EnsembleEngine
+    from lesion_desktop.inference import Engine as EnsembleEngine
 
 DISCLAIMER = "Decision support only — not a diagnosis. A clinician must make the diagnosis."
 MODELS_LICENCE_NOTE = (
@@ -124,14 +124,13 @@ def models_html(engine: EnsembleEngine | None, models_dir: Path | None = None, e
 def device_text(engine: EnsembleEngine | None) -> str:
     if engine is None:
         return "no models loaded"
-    dev = engine.device
-    name = str(dev)
-    if dev.type == "cuda":
+    name = engine.device
+    if engine.device_type == "cuda":
         import torch
 
-        name += f" ({torch.cuda.get_device_name(dev)})"
+        name += f" ({torch.cuda.get_device_name(torch.device(engine.device))})"
     else:
-        name = "CPU"
+        name = "CPU (ONNX Runtime)" if engine.backend == "onnxruntime" else "CPU"
     return name + (" with test-time augmentation" if engine.tta else "")
 
 

@@ -60,7 +60,7 @@ def build_actions(win: QMainWindow, history_toggle: QAction) -> Actions:
         export_pdf=_action(win, "&Export PDF report…", "Ctrl+E", tip="Save the current result as a PDF report",
                            icon=sp.SP_DialogSaveButton),
         quit=_action(win, "&Quit", Std.Quit, "Ctrl+Q"),
-        heatmap=_action(win, "Show &heat-map", "Ctrl+H", tip="Overlay the Grad-CAM heat-map on the network input",
+        heatmap=_action(win, "Show &heat-map", "Ctrl+H", tip="Overlay the heat-map on the network input",
                         checkable=True),
         history=history_toggle,
         settings=_action(win, "&Settings…", Std.Preferences, "Ctrl+,", icon=sp.SP_FileDialogDetailedView),

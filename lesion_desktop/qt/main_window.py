@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lesion_desktop.analysis import Analysis, EngineHolder, analyse, load_models, reopen
 from lesion_desktop.edition import is_lite
 from lesion_desktop.imageio import IMAGE_SUFFIXES
 from lesion_desktop.paths import active_models_dir, config_dir, model_store_dir
@@ -37,7 +38,6 @@ from lesion_desktop.qt.actions import build_actions, build_menus
 from lesion_desktop.qt.camera import CameraThread, SourceFactory, default_source
 from lesion_desktop.qt.history_panel import HistoryPanel
 from lesion_desktop.qt.imaging import qimage_to_rgb
-from lesion_desktop.qt.jobs import Analysis, EngineHolder, analyse, load_engine, reopen
 from lesion_desktop.qt.report_pdf import write_report
 from lesion_desktop.qt.result_panel import ResultPanel
 from lesion_desktop.qt.settings_dialog import SettingsDialog
@@ -49,7 +49,7 @@ from lesion_desktop.settings import Settings, load_settings, save_settings
 from lesion_desktop.store import ModelStore
 
 if TYPE_CHECKING:  # both need PyTorch, which the lite edition does not ship
-    from lesion_desktop.engine import EnsembleEngine
+    from lesion_desktop.inference import Engine as EnsembleEngine
     from lesion_desktop.qt.retrain_dialog import RetrainDialog
 
 log = logging.getLogger(__name__)
@@ -116,9 +116,8 @@ class MainWindow(QMainWindow):
         a.settings.triggered.connect(self.open_settings)
         a.retrain.triggered.connect(self.open_retrain)
         a.about.triggered.connect(self.show_about)
-        if is_lite():  # retraining and Grad-CAM need PyTorch: the full edition's
+        if is_lite():  # retraining needs PyTorch: the full edition's (heat-maps come from the graphs)
             a.retrain.setVisible(False)
-            a.heatmap.setVisible(False)
 
         self.disclaimer = QLabel(DISCLAIMER)
         self.disclaimer.setObjectName("disclaimer")
@@ -213,7 +212,7 @@ class MainWindow(QMainWindow):
         self.model_label.setText("Loading models…")
         self.device_label.setText("")
         explicit = self.models_dir_override or (Path(s.models_dir) if s.models_dir else None)
-        worker = Worker(load_engine, self.holder, explicit, s.device, s.tta, name="load models")
+        worker = Worker(load_models, self.holder, explicit, s.device, s.tta, name="load models")
         self._start(worker, self._on_engine_loaded, self._on_engine_failed)
 
     def _on_engine_loaded(self, engine: EnsembleEngine) -> None:
@@ -367,10 +366,11 @@ class MainWindow(QMainWindow):
             return
         h, w = a.preprocessed.shape[:2]
         if self.actions_.heatmap.isChecked() and a.heatmap is not None:
-            from lesion_desktop.explain import overlay
+            from lesion_desktop.heatmap import overlay
 
+            code = a.record.details.get("heatmap_class", a.record.top_code)
             self.input_view.set_image(overlay(a.preprocessed, a.heatmap, self.settings.heatmap_opacity),
-                                      f"Grad-CAM for {a.record.top_code} on the network input ({w}×{h})")
+                                      f"Heat-map for {code} on the network input ({w}×{h})")
         else:
             self.input_view.set_image(a.preprocessed, f"Network input: what the models see ({w}×{h})")
 

@@ -102,7 +102,7 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
         if preprocessed is not None:
             right = preprocessed
             if heatmap is not None:  # never in the lite edition, which has no PyTorch for explain.py
-                from lesion_desktop.explain import overlay
+                from lesion_desktop.heatmap import overlay
 
                 right = overlay(preprocessed, heatmap, opacity)
             cap = f"Grad-CAM for {CLASSES[record.top_index].name}" if heatmap is not None else "Network input"

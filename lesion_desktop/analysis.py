@@ -1,0 +1,272 @@
+"""One image, start to finish: load, quality, scope, predict, explain, record, and what to tell the clinician.
+
+The window, its PDF report and the command line all take their result and its wording from here, so the
+malignancy warning has one rule: it depends on the combined probability of the malignant classes, never
+on which class is on top; a poor image never reassures; an image the models cannot judge gets no diagnosis.
+No Qt here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lesion_desktop.classes import CLASSES, MALIGNANT_CODES
+from lesion_desktop.errors import LesionError
+from lesion_desktop.imageio import QualityReport, load_image, quality_check
+from lesion_desktop.inference import Engine, open_engine
+from lesion_desktop.progress import Progress, check_cancel
+from lesion_desktop.records import Record, RecordStore, encode_png, make_thumbnail
+
+log = logging.getLogger(__name__)
+
+MALIGNANT_NAMES = ", ".join(c.name.split(" (")[0].split(" /")[0].lower() for c in CLASSES if c.malignant)
+
+# Assessment levels, most urgent first.
+OUT_OF_SCOPE = "out_of_scope"
+WARNING = "warning"
+CANNOT_RULE_OUT = "cannot_rule_out"
+BELOW_THRESHOLD = "below_threshold"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the result says about malignancy, in one place for the window, the PDF and the CLI."""
+
+    level: str  # OUT_OF_SCOPE, WARNING, CANNOT_RULE_OUT or BELOW_THRESHOLD
+    headline: str  # the most prominent line
+    text: str  # the full sentence(s)
+    threshold: float
+
+    @property
+    def warns(self) -> bool:
+        return self.level == WARNING
+
+    @property
+    def reassures(self) -> bool:
+        return self.level == BELOW_THRESHOLD
+
+
+def effective_threshold(stored: float | None, current: float) -> float:
+    """The stricter (lower) of the threshold a result was made with and the current setting.
+
+    A stored result never loses its warning because the setting was raised later.
+    """
+    return current if stored is None else min(float(stored), float(current))
+
+
+def warning_rates_sentence(rates: Sequence[Mapping[str, Any]] | None, threshold: float) -> str:
+    """'At 30% this warning fired for 87% of the test melanomas and 34% of benign lesions.', from the manifest."""
+    for row in rates or ():
+        try:
+            if abs(float(row["threshold"]) - threshold) < 1e-6:
+                return (f"At {threshold:.0%} this warning fired for {float(row['melanoma']):.0%} of the test "
+                        f"melanomas and {float(row['benign']):.0%} of benign lesions.")
+        except (KeyError, TypeError, ValueError):
+            continue
+    return ""
+
+
+def assess(malignant_probability: float, top_code: str, threshold: float, quality_warnings: Sequence[str] = (),
+           out_of_scope: str = "", rates: Sequence[Mapping[str, Any]] | None = None) -> Assessment:
+    """The malignancy assessment of one result.
+
+    `out_of_scope`: the scope gate's reason, when the image was judged outside what the models have seen
+    (and the user has not asked to see the result anyway). `quality_warnings`: any of them is serious
+    enough that a low probability must not reassure (dark, over-exposed, blurred, too small).
+    """
+    rate = warning_rates_sentence(rates, threshold)
+    if out_of_scope:
+        return Assessment(OUT_OF_SCOPE, "Not an image these models can judge",
+                          f"{out_of_scope} No diagnosis is shown. Use a dermoscopy image of a single skin lesion.",
+                          threshold)
+    poor = ("The image quality is poor (" + "; ".join(w.rstrip(".") for w in quality_warnings).lower()
+            + "): retake it.") if quality_warnings else ""
+    if malignant_probability >= threshold:
+        text = (f"Possible malignancy: {malignant_probability:.0%} combined probability of {MALIGNANT_NAMES} "
+                f"(warning threshold {threshold:.0%}).")
+        if top_code not in MALIGNANT_CODES:
+            text += " The top label is benign, but the malignant risk is not negligible."
+        text = " ".join(t for t in (text, rate, poor) if t)
+        return Assessment(WARNING, f"⚠ Possible malignancy: {malignant_probability:.0%}", text, threshold)
+    if quality_warnings:
+        return Assessment(
+            CANNOT_RULE_OUT, "⚠ This image cannot rule out malignancy",
+            f"{poor} From an image of this quality the models cannot rule out malignancy, whatever the "
+            f"probabilities say (malignant classes combined: {malignant_probability:.0%}).", threshold)
+    text = (f"Malignant classes combined ({MALIGNANT_NAMES}): {malignant_probability:.1%}, below the "
+            f"{threshold:.0%} warning threshold.")
+    if rate:
+        text += f" {rate}"
+    return Assessment(BELOW_THRESHOLD, f"Malignant classes combined: {malignant_probability:.0%}", text, threshold)
+
+
+def assess_record(record: Record, current_threshold: float,
+                  rates: Sequence[Mapping[str, Any]] | None = None) -> Assessment:
+    """A stored result's assessment under the stricter of its own and the current threshold."""
+    d = record.details or {}
+    threshold = effective_threshold(d.get("threshold"), current_threshold)
+    scope = d.get("scope") or {}
+    out = str(scope.get("reason", "")) if scope.get("in_scope") is False and not d.get("shown_anyway") else ""
+    quality = [w for w in record.warnings if w in set(d.get("quality_warnings", []))]
+    return assess(record.malignant_probability, record.top_code, threshold, quality, out, rates)
+
+
+def row_warnings(engine: Engine, rgb: np.ndarray, pred: Any, quality_warnings: Sequence[str],
+                 threshold: float | None = None) -> list[str]:
+    """The command line's `warnings` column for one image: scope first, then quality and what it means."""
+    from lesion_desktop.settings import Settings
+
+    threshold = Settings().warning_threshold if threshold is None else threshold
+    out = [*quality_warnings]
+    a = assess(pred.malignant_probability, pred.top_code, threshold, quality_warnings)
+    if a.level == CANNOT_RULE_OUT:
+        out.append("cannot rule out malignancy from an image of this quality: retake it")
+    return out
+
+
+def model_warning_rates(engine: Engine | None) -> list[dict[str, Any]] | None:
+    """The active models' measured warning rates on their test split, where their manifest records them."""
+    if engine is None:
+        return None
+    metrics = engine.ensemble.manifest.get("metrics")
+    test = metrics.get("test") if isinstance(metrics, dict) else None
+    rows = test.get("malignancy_warning") if isinstance(test, dict) else None
+    return rows if isinstance(rows, list) else None
+
+
+@dataclass
+class Analysis:
+    """A result as the window shows it: the stored record plus the arrays behind its pictures."""
+
+    record: Record
+    image: np.ndarray
+    preprocessed: np.ndarray | None
+    heatmap: np.ndarray | None
+    seq: int = 0
+    cams: np.ndarray | None = None  # (K, H, W) per-class heat-maps, where the models give them
+
+
+class EngineHolder:
+    """The loaded engine, set by the load job itself so the next job in the (single-thread) queue sees it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self.error = "The models are still loading."
+        self.notes: list[str] = []  # why the models in use are not the ones first tried (fallback)
+
+    def get(self) -> Engine | None:
+        with self._lock:
+            return self._engine
+
+    def set(self, engine: Engine | None, error: str = "") -> None:
+        with self._lock:
+            self._engine, self.error = engine, error
+
+    def require(self) -> Engine:
+        engine = self.get()
+        if engine is None:
+            raise LesionError(f"No models are loaded, so the image cannot be classified. {self.error}".strip())
+        return engine
+
+
+def load_models(progress: Progress, holder: EngineHolder, models_dir: Path | None, device: str, tta: bool) -> Engine:
+    """Load the models; without an explicit folder, fall back from damaged installed models (and say so)."""
+    holder.set(None, "The models are still loading.")
+    holder.notes = []
+    progress.report(0.1, f"Loading the models from {models_dir or 'the active model store'}…")
+    try:
+        engine, holder.notes = open_engine(models_dir=models_dir, device=device, tta=tta)
+        progress.report(0.7, "Warming up the models…")
+        engine.warm_up()
+    except LesionError as e:
+        holder.set(None, f"Loading them failed: {e}")
+        raise LesionError(f"Could not load the models: {e}") from e
+    except Exception as e:
+        holder.set(None, f"Loading them failed: {type(e).__name__}: {e}")
+        raise
+    holder.set(engine)
+    return engine
+
+
+def analyse(progress: Progress, holder: EngineHolder, source: Path | bytes | np.ndarray, *, source_name: str,
+            store: RecordStore, threshold: float, seq: int = 0) -> Analysis:
+    """Decode (if needed), check quality, classify, explain and record one image."""
+    engine = holder.require()
+    if isinstance(source, np.ndarray):
+        rgb = source
+        source_path = ""
+    else:
+        rgb = load_image(source, name=source_name)
+        source_path = str(source) if isinstance(source, Path) else ""
+    progress.partial({"image": rgb, "seq": seq, "name": source_name})
+    check_cancel(progress)
+    quality = quality_check(rgb)
+    progress.report(0.3, "Classifying…")
+    pred = engine.predict_one(rgb)
+    check_cancel(progress)
+    progress.report(0.7, "Computing the heat-map…")
+    warnings = list(quality.warnings)
+    if engine.device_note:
+        warnings.append(engine.device_note)
+    assessment = assess(pred.malignant_probability, pred.top_code, threshold, quality.warnings, "",
+                        model_warning_rates(engine))
+    # The heat-map shows the warned malignant class when the warning fires, else the top class.
+    focus = _focus_class(pred.probabilities, assessment)
+    heat = engine.heatmap(rgb, pred, focus)
+    details = _details(engine, pred, quality, threshold, assessment, focus)
+    try:
+        record = store.add(rgb, pred.probabilities, source_name=source_name, source_path=source_path,
+                           model_version=engine.version, warnings=warnings, details=details,
+                           preprocessed=pred.preprocessed, heatmap=heat)
+    except (sqlite3.Error, OSError) as e:
+        # The result matters more than the history entry: show it, and say it was not saved.
+        log.exception("Could not save the result in the history")
+        warnings.append(f"This result could not be saved in the history: {e}.")
+        record = Record(None, _now(), source_name, source_path, Path(), make_thumbnail(rgb), pred.probabilities,
+                        tuple(warnings), engine.version, details,
+                        encode_png(pred.preprocessed) if pred.preprocessed is not None else None, None)
+    return Analysis(record, rgb, pred.preprocessed, heat, seq, pred.cams)
+
+
+def _focus_class(probabilities: np.ndarray, assessment: Assessment) -> int:
+    if assessment.level in (WARNING, CANNOT_RULE_OUT):
+        malignant = [i for i, c in enumerate(CLASSES) if c.malignant]
+        return max(malignant, key=lambda i: float(probabilities[i]))
+    return int(np.argmax(probabilities))
+
+
+def _details(engine: Engine, pred: Any, quality: QualityReport, threshold: float, assessment: Assessment,
+             focus: int) -> dict[str, Any]:
+    return {
+        "threshold": threshold, "malignant_probability": pred.malignant_probability,
+        "agreement": pred.member_agreement, "spread": pred.member_spread,
+        "members_total": len(pred.member_probabilities), "seconds": pred.seconds,
+        "device": engine.device, "backend": engine.backend, "tta": engine.tta,
+        "members": {k: [float(x) for x in v] for k, v in pred.member_probabilities.items()},
+        "sharpness": quality.sharpness, "brightness": quality.brightness,
+        "quality_warnings": list(quality.warnings), "assessment": assessment.level,
+        "heatmap_class": CLASSES[focus].code,
+    }
+
+
+def reopen(progress: Progress, store: RecordStore, record_id: int, seq: int = 0) -> Analysis:
+    """Load a stored record and its image copy, to show the stored result again."""
+    record = store.get(record_id)
+    if record is None:
+        raise LesionError(f"History entry #{record_id} no longer exists.")
+    rgb = record.load_image()
+    return Analysis(record, rgb, record.preprocessed(), record.heatmap(), seq)
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
