@@ -259,6 +259,13 @@ def _details(engine: Engine, pred: Any, quality: QualityReport, threshold: float
     }
 
 
+def mark_shown_anyway(store: RecordStore, analysis: Analysis) -> None:
+    """The user asked to see the diagnosis of an image judged out of scope: the record says so from now on."""
+    analysis.record.details["shown_anyway"] = True
+    if analysis.record.id is not None:
+        store.update_details(analysis.record.id, {"shown_anyway": True})
+
+
 def reopen(progress: Progress, store: RecordStore, record_id: int, seq: int = 0) -> Analysis:
     """Load a stored record and its image copy, to show the stored result again."""
     record = store.get(record_id)

@@ -217,6 +217,20 @@ class RecordStore:
         (self.images_dir / row["image_file"]).unlink(missing_ok=True)
         return True
 
+    def update_details(self, record_id: int, changes: dict[str, Any]) -> bool:
+        """Merge `changes` into a record's details (e.g. the user chose to see an out-of-scope result)."""
+        with self._connect() as con:
+            row = con.execute("SELECT details FROM records WHERE id = ?", (record_id,)).fetchone()
+            if row is None:
+                return False
+            try:
+                details = json.loads(row["details"])
+            except (TypeError, ValueError):
+                details = {}
+            details = {**(details if isinstance(details, dict) else {}), **changes}
+            con.execute("UPDATE records SET details = ? WHERE id = ?", (json.dumps(details), record_id))
+        return True
+
     def count(self) -> int:
         with self._connect() as con:
             return int(con.execute("SELECT COUNT(*) FROM records").fetchone()[0])
