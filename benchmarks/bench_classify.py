@@ -4,7 +4,7 @@ Variants, taking turns (each repetition runs every variant once over the whole f
   baseline         a plain script: load the models, then for each file PIL open -> Resize -> ToTensor/Normalize
                    -> model(x) per member (torch.no_grad, batch of 1) -> CSV row
   classify-torch   lesion_desktop.cli.classify(..., backend="torch") in this process: engine load included
-  classify-onnx    the same with backend="onnx" (when onnxruntime is installed)
+  classify-auto    the same with the default backend (ONNX Runtime on the shipped graphs)
   cli-process      `python -m lesion_desktop classify FOLDER -o out.csv` as a new process: interpreter start,
                    imports, model load and the CSV, i.e. what a user waits for at the command line
 
@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-process", action="store_true", help="skip the separate-process CLI run")
     args = p.parse_args(argv)
 
-    from lesion_desktop import onnx_backend
     from lesion_desktop.cli import classify
 
     info = machine_info()
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nclassifying {n} images of {folder} with {models} ({kind}), {args.reps} repetitions ...", flush=True)
 
     cases: dict[str, Any] = {"baseline": lambda: plain_folder_loop(models)(folder, work / "baseline.csv")}
-    backends = ["torch"] + (["onnx"] if onnx_backend.available() else [])
+    backends = ["torch", "auto"]
     for b in backends:
         cases[f"classify-{b}"] = lambda b=b: classify([str(folder)], work / f"{b}.csv", models, "cpu",
                                                       progress_bar=False, backend=b)

@@ -83,7 +83,8 @@ def conv_peak(threads: int, reps: int = 7) -> dict[str, float]:
 def forward_cases(name: str, size: tuple[int, int], batch: int) -> dict[str, Any]:
     import torch
 
-    from lesion_desktop import onnx_backend
+    from lesion_desktop.inference.camnet import has_cam
+    from lesion_desktop.inference.export import export_graph
     from lesion_desktop.registry import build_model
 
     torch.manual_seed(0)
@@ -96,12 +97,14 @@ def forward_cases(name: str, size: tuple[int, int], batch: int) -> dict[str, Any
             return model(xc)
 
     cases: dict[str, Any] = {"torch": torch_fwd}
-    if onnx_backend.available():
-        path = STANDIN_ROOT / "onnx-flops" / f"{name}-{size[0]}x{size[1]}.onnx"
-        if not path.is_file():
-            onnx_backend.export_onnx(build_model(name).eval(), size, path)
-        member = onnx_backend.OnnxMember(path, model, size)
-        cases["onnx"] = lambda: member(x)
+    import onnxruntime as ort
+
+    path = STANDIN_ROOT / "onnx-flops" / f"{name}-{size[0]}x{size[1]}.onnx"
+    if not path.is_file():
+        export_graph(build_model(name).eval(), name, size, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    xn = x.numpy()
+    cases["onnx" + ("+cam" if has_cam(name) else "")] = lambda: session.run(None, {"input": xn})
     return cases
 
 

@@ -9,7 +9,7 @@ two ticks. Phases, in order, each gap counted in the phase where it ends:
   retrain    the retrain dialog's own job (training.pipeline.retrain, one member, a few batches) with its
              progress bar, ETA and live curves updated from the worker's signals
 The ratio is each phase's longest gap over the idle one. A full cyclic-GC pass over the ~400k objects of a
-loaded app holds the GIL for ~170 ms, whichever thread triggers it: EnsembleEngine.warm_up() therefore calls
+loaded app holds the GIL for ~170 ms, whichever thread triggers it: Engine.warm_up() therefore calls
 gc.freeze(); `--no-gc-freeze` measures without it (results in gui_stall-no_gc_freeze.json). `--diagnose` shows
 where the threads were during stalls.
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=6, help="training batches in the retrain phase (0 skips it)")
     p.add_argument("--idle-s", type=float, default=2.0)
     p.add_argument("--no-gc-freeze", action="store_true",
-                   help="make gc.freeze() a no-op, to measure the app without EnsembleEngine.warm_up's GC freeze")
+                   help="make gc.freeze() a no-op, to measure the app without Engine.warm_up's GC freeze")
     p.add_argument("--diagnose", action="store_true",
                    help="sample every thread's Python stack during stalls over 30 ms and print where they were")
     args = p.parse_args(argv)

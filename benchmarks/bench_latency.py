@@ -3,9 +3,9 @@
 Variants, measured interleaved on the same images:
   baseline      plain eager torchvision: PIL open -> Resize -> ToTensor/Normalize -> model(x) per member
                 (torch.no_grad, contiguous memory, no other tricks), softmax, mean
-  engine-torch  our path: lesion_desktop.imageio.load_image -> EnsembleEngine(backend="torch").predict_one
+  engine-torch  our path: lesion_desktop.imageio.load_image -> load_engine(backend="torch").predict_one
                 (OpenCV decode, centre crop + area resize, inference_mode, channels_last)
-  engine-onnx   the same with backend="onnx" (ONNX Runtime, optional extra), when installed
+  engine-onnx   the same with the default backend (ONNX Runtime on the graphs shipped beside the weights)
   engine-compile  (--compile) engine-torch with torch.compile'd members
 On CUDA (when present) the baseline and the engine are measured again on the GPU.
 
@@ -62,16 +62,16 @@ def plain_pipeline(models_dir: Path, device: str) -> Any:
 
 
 def engine_pipeline(models_dir: Path, device: str, backend: str, compile_: bool = False) -> tuple[Any, Any, float]:
-    from lesion_desktop.engine import EnsembleEngine
     from lesion_desktop.imageio import load_image
+    from lesion_desktop.inference import load_engine
 
     t0 = time.perf_counter()
-    engine = EnsembleEngine(models_dir, device=device, backend=backend)
+    engine = load_engine(models_dir, device=device, backend=backend)
     if compile_:
         import torch
 
-        for m in engine.ensemble.members:
-            m.model = torch.compile(m.model)
+        for r in engine.runners:
+            r.net = torch.compile(r.net)  # type: ignore[attr-defined]
     engine.warm_up()
     load_s = time.perf_counter() - t0
 
@@ -93,23 +93,21 @@ def bench_device(models_dir: Path, device: str, files: list[Path], reps: int, co
     import numpy as np
     import torch
 
-    from lesion_desktop import onnx_backend
     from lesion_desktop.imageio import load_image
 
     pipelines: dict[str, Any] = {"baseline": plain_pipeline(models_dir, device)}
     notes: dict[str, Any] = {"auto_backend": "torch"}
     variants = [("engine-torch", "torch", False)]
-    if device == "cpu" and onnx_backend.available():
-        variants.append(("engine-onnx", "onnx", False))
+    if device == "cpu":
+        variants.append(("engine-onnx", "auto", False))
     if compile_:
         variants.append(("engine-compile", "torch", True))
     for name, backend, comp in variants:
         run, engine, load_s = engine_pipeline(models_dir, device, backend, comp)
         pipelines[name] = run
         notes[name] = {"load_and_warmup_s": load_s, "backend": "torch.compile" if comp else engine.backend}
-        archs = [m.architecture for m in engine.ensemble.members]
-    if "engine-onnx" in pipelines and all(a in onnx_backend.AUTO_ARCHITECTURES for a in archs):
-        notes["auto_backend"] = "onnx"
+        if backend == "auto":
+            notes["auto_backend"] = engine.backend
     # Parity with engine-torch (the baseline resizes without the centre crop, so it differs by design).
     ref = pipelines["engine-torch"](files[0])
     parity = {k: float(np.abs(f(files[0]) - ref).max()) for k, f in pipelines.items() if k.startswith("engine-")}

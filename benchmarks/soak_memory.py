@@ -1,6 +1,6 @@
 """Long-session soak: thousands of classifications in one process, watching resident memory (RSS).
 
-Each iteration does what the app does for one image (lesion_desktop/qt/jobs.py `analyse`): decode the file
+Each iteration does what the app does for one image (lesion_desktop/analysis.py `analyse`): decode the file
 (`load_image`), judge its quality, classify it with the ensemble and write the result to the records
 database with its image copy and blobs. The app also computes a Grad-CAM heat-map per result; on a CPU that
 costs 5-10x the classification, so by default every 10th iteration does it (--gradcam-every 1: all of them,
@@ -77,13 +77,12 @@ def fit_slope(xs: list[float], ys: list[float]) -> float:
 
 def soak(n: int, every: int, warmup: int, models: Path, images: list[Path], gradcam_every: int,
          home: Path) -> dict[str, Any]:
-    from lesion_desktop.engine import EnsembleEngine
-    from lesion_desktop.explain import grad_cam
     from lesion_desktop.imageio import load_image, quality_check
+    from lesion_desktop.inference import load_engine
     from lesion_desktop.records import RecordStore
 
     t_start = time.perf_counter()
-    engine = EnsembleEngine(models, device="cpu")
+    engine = load_engine(models, device="cpu")
     engine.warm_up()
     store = RecordStore(home / "data")
     load_s = time.perf_counter() - t_start
@@ -101,7 +100,7 @@ def soak(n: int, every: int, warmup: int, models: Path, images: list[Path], grad
         c = time.perf_counter()
         pred = engine.predict_one(rgb)
         d = time.perf_counter()
-        heat = grad_cam(engine, rgb, pred.top_index) if gradcam_every and i % gradcam_every == 0 else None
+        heat = engine.heatmap(rgb, pred) if gradcam_every and i % gradcam_every == 0 else None
         e = time.perf_counter()
         store.add(rgb, pred.probabilities, source_name=path.name, source_path=str(path), model_version=engine.version,
                   warnings=list(quality.warnings), details={"iteration": i, "seconds": pred.seconds},
