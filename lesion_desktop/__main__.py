@@ -1,4 +1,4 @@
-"""Entry point of `lesion-desktop` and of the frozen program."""
+"""Entry point of `lesion-desktop`, `lesion-desktop-gui` and of the frozen program."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import sys
 
 
 def main() -> int:
+    """`classify` runs without Qt; anything else (no command, `gui`, an image path) starts the application."""
     multiprocessing.freeze_support()
     argv = sys.argv[1:]
-    if argv and argv[0] in ("classify", "gui", "-h", "--help"):
-        from lesion_desktop.cli import GUI_REQUESTED
-        from lesion_desktop.cli import main as cli_main
+    from lesion_desktop.cli import GUI_REQUESTED
+    from lesion_desktop.cli import main as cli_main
 
-        code = cli_main(argv)
-        if code != GUI_REQUESTED:
-            return code
+    code = cli_main(argv)  # also checks the application's options and answers --help, before Qt starts
+    if code != GUI_REQUESTED:
+        return code
+    if argv[:1] == ["gui"]:
         argv = argv[1:]
     from lesion_desktop.qt.app import run_gui
 

@@ -72,6 +72,69 @@ def test_console_script_runs(tmp_path):
     img = sorted((require_data() / "images").glob("*.jpg"))[0]
     out = tmp_path / "p.csv"
     r = subprocess.run([sys.executable, "-m", "lesion_desktop", "classify", str(img), "-o", str(out),
-                        "--models", str(models)], capture_output=True, text=True, timeout=120)
+                        "--models", str(models)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert _rows(out)[0]["prediction"]
+    # what the user reads: notes and the summary, no library's log lines or warnings
+    assert r.stderr.splitlines()[-1].startswith("1 classified, 0 could not be read")
+    assert all(line.startswith("note: ") for line in r.stderr.splitlines()[:-1]), r.stderr
+
+
+def test_classify_without_stdout_and_stderr(tmp_path):
+    """A windowed PyInstaller program has sys.stdout and sys.stderr set to None: the CLI must still work."""
+    models = make_tiny_ensemble(tmp_path / "models")
+    images = sorted((require_data(HAM) / "images").glob("*.jpg"))[:2]
+    out = tmp_path / "out" / "p.csv"
+    run = ("import sys; sys.stdout = sys.stderr = None; from lesion_desktop.__main__ import main; "
+           "raise SystemExit(main())")
+    args = [*map(str, images), str(tmp_path / "missing.jpg"), "-o", str(out), "--device", "cpu"]
+    r = subprocess.run([sys.executable, "-c", run, "classify", *args, "--models", str(models)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout == r.stderr == ""  # 1 would be a traceback nobody sees
+    rows = {Path(r["path"]).name: r for r in _rows(out)}
+    assert sorted(rows) == sorted([images[0].name, images[1].name, "missing.jpg"])
+    assert rows[images[0].name]["prediction"] and rows[images[1].name]["prediction"]
+    assert "not found" in rows["missing.jpg"]["warnings"].lower()
+    # a handled error (no such models) is exit status 2, not a crash on the missing stderr
+    r = subprocess.run([sys.executable, "-c", run, "classify", *args, "--models", str(tmp_path / "none")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r
+
+
+def test_no_stderr_in_process_with_a_progress_bar_asked_for(tmp_path, monkeypatch):
+    from lesion_desktop.cli import classify
+
+    models = make_tiny_ensemble(tmp_path / "models")
+    images = sorted((require_data(HAM) / "images").glob("*.jpg"))[:2]
+    monkeypatch.setattr(sys, "stdout", None)
+    monkeypatch.setattr(sys, "stderr", None)
+    ok, failed = classify([str(p) for p in images], tmp_path / "p.csv", models, "cpu", progress_bar=True)
+    monkeypatch.undo()
+    assert (ok, failed) == (2, 0) and len(_rows(tmp_path / "p.csv")) == 2
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["gui", "--help"]])
+def test_help_lists_the_application_options(argv, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("IMAGE", "--open", "--models", "--screenshot", "--quit-after-result", "--size"):
+        assert option in text
+    if argv == ["--help"]:
+        assert "classify" in text and "gui" in text
+
+
+def test_application_arguments_are_checked_before_qt_starts(capsys):
+    from lesion_desktop.cli import GUI_REQUESTED, parse_gui_args
+
+    assert main(["gui", "--open", "a.jpg", "--size", "800x600"]) == GUI_REQUESTED
+    assert main(["a.jpg"]) == GUI_REQUESTED and main([]) == GUI_REQUESTED
+    args, qt = parse_gui_args(["a.jpg", "-style", "fusion", "-reverse", "--quit-after-result"])
+    assert args.open == Path("a.jpg") and args.quit_after_result and qt == ["-style", "fusion", "-reverse"]
+    for bad in (["--size", "big"], ["a.jpg", "--open", "b.jpg"], ["gui", "--no-such-option"]):
+        with pytest.raises(SystemExit) as done:
+            main(bad)
+        assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "WIDTHxHEIGHT" in err and "give the image once" in err and "--no-such-option" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from importlib import resources
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -15,60 +16,79 @@ from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication
 
 from lesion_desktop import __version__
+from lesion_desktop.cli import parse_gui_args, say
 from lesion_desktop.paths import data_dir
 
 log = logging.getLogger("lesion_desktop")
+# Our own loggers write INFO and above to the log file; every other library only its warnings and errors
+# (the ONNX exporter alone logs hundreds of INFO lines about its internals).
+OWN_LOGGERS = ("lesion_desktop", "training", "qt")
+LINGER_AT_EXIT_MS = 60000  # the window is gone by then; a job still running (a model load) gets this long to end
 
 
-def setup_logging() -> tuple[Path, object]:
-    """Everything at INFO and above, tracebacks included, to data_dir()/logs/lesion-desktop.log.
+def setup_logging() -> tuple[Path, Callable[[], None]]:
+    """Our INFO and above, everyone's warnings, tracebacks included, to data_dir()/logs/lesion-desktop.log.
 
-    Returns the log path and the Qt message handler it replaced (restored when the GUI ends).
+    Returns the log path and a function that undoes all of it (handler, levels, Qt message handler), for
+    when the GUI ends: run_gui can be called again in one process (the tests do).
     """
     folder = data_dir() / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "lesion-desktop.log"
     root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", *OWN_LOGGERS)}
+    handler: RotatingFileHandler | None = None
     if not any(isinstance(h, RotatingFileHandler) and Path(h.baseFilename) == path for h in root.handlers):
         handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
         root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
     def qt_messages(kind: QtMsgType, _context: object, message: str) -> None:
         level = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
                  QtMsgType.QtWarningMsg: logging.WARNING}.get(kind, logging.ERROR)
         logging.getLogger("qt").log(level, message)
         if level >= logging.ERROR:  # e.g. a missing platform plugin: the user must see why nothing opened
-            print(message, file=sys.stderr)
+            say(message)
 
     previous = qInstallMessageHandler(qt_messages)
-    return path, previous
+
+    def restore() -> None:
+        qInstallMessageHandler(previous)  # type: ignore[arg-type]
+        if handler is not None:
+            root.removeHandler(handler)
+            handler.close()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+    return path, restore
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="lesion-desktop",
-                                     description="Decision support for dermoscopy images (not a diagnosis).")
-    parser.add_argument("--open", metavar="PATH", type=Path, help="classify this image at start-up")
-    parser.add_argument("--models", metavar="DIR", type=Path, help="use this model folder for this session only")
-    parser.add_argument("--screenshot", metavar="OUT", type=Path,
-                        help="save a picture of the window once the first result is shown")
-    parser.add_argument("--quit-after-result", action="store_true",
-                        help="quit once the first result is shown (exit status 1 if it failed)")
-    parser.add_argument("--size", metavar="WxH", default="", help="window size, e.g. 1400x900")
-    return parser.parse_known_args(argv[1:])
+    """`argv` with the program name first; returns our options and what is left for Qt (lesion_desktop.cli)."""
+    return parse_gui_args(list(argv[1:]))
 
 
 def run_gui(argv: list[str]) -> int:
+    """Start the application (`argv` with the program name first); returns the exit status."""
     args, qt_args = parse_args(list(argv))
-    log_path, previous_handler = setup_logging()
+    log_path, restore_logging = setup_logging()
+    try:
+        return _run(args, [argv[0] if argv else "lesion-desktop", *qt_args], log_path)
+    finally:
+        restore_logging()
+
+
+def _run(args: argparse.Namespace, qt_argv: list[str], log_path: Path) -> int:
     log.info("Lesion Desktop %s starting (log: %s)", __version__, log_path)
     from PySide6.QtCore import Qt
 
     app = QApplication.instance()
     if app is None:  # the policy must be set before the application object exists
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
-        app = QApplication([argv[0] if argv else "lesion-desktop", *qt_args])
+        app = QApplication(qt_argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Lesion Desktop")
     app.setApplicationVersion(__version__)
@@ -79,6 +99,7 @@ def run_gui(argv: list[str]) -> int:
         app.setWindowIcon(QIcon(str(icon)))
 
     from lesion_desktop.qt.main_window import MainWindow
+    from lesion_desktop.qt.workers import wait_for_lingering
 
     window = MainWindow(models_dir_override=args.models)
     previous_hook = sys.excepthook
@@ -91,9 +112,8 @@ def run_gui(argv: list[str]) -> int:
             previous_hook(kind, value, tb)
 
     sys.excepthook = excepthook
-    if args.size:
-        w, _, h = args.size.partition("x")
-        window.resize(int(w), int(h))
+    if args.size is not None:
+        window.resize(*args.size)
     window.show()
     status = {"code": 0}
     if args.quit_after_result or args.screenshot:
@@ -110,7 +130,7 @@ def run_gui(argv: list[str]) -> int:
 
         def failed(message: str) -> None:
             if args.quit_after_result:
-                print(f"error: {message}", file=sys.stderr)
+                say(f"error: {message}")
                 status["code"] = 1
                 app.exit(1)
 
@@ -124,7 +144,8 @@ def run_gui(argv: list[str]) -> int:
             app.setQuitOnLastWindowClosed(False)
             window.close()
             app.setQuitOnLastWindowClosed(quit_on_close)
+        if not wait_for_lingering(LINGER_AT_EXIT_MS):  # a model load the close could not stop
+            log.warning("Background work still running at exit; it is abandoned")
     finally:
         sys.excepthook = previous_hook
-        qInstallMessageHandler(previous_handler)  # type: ignore[arg-type]
     return code or status["code"]
