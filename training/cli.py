@@ -37,6 +37,7 @@ def cmd_split(a: argparse.Namespace) -> int:
 
     ds = read_dataset(a.data)
     split = lesion_grouped_split(ds.records, seed=a.seed, fractions=(a.train, a.val, 1 - a.train - a.val))
+    Path(a.output).parent.mkdir(parents=True, exist_ok=True)
     save_split(Path(a.output), split, seed=a.seed, data_fingerprint=fingerprint(ds.records))
     print(ds.summary())
     for p in ds.problems[:20]:
@@ -73,6 +74,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_dir(a: argparse.Namespace) -> Path:
+    from training.data import default_cache_dir
+
+    return Path(a.cache_dir) if a.cache_dir else default_cache_dir()
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from training.ensemble import evaluate_models
     from training.metrics import headline
@@ -82,7 +89,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     prog = TerminalProgress("evaluate")
     try:
         m = evaluate_models(Path(a.models), data=a.data, split_file=a.split_file, which=a.which,
-                            cache_dir=Path(a.cache_dir), progress=prog, tta=a.tta)
+                            cache_dir=_cache_dir(a), progress=prog, tta=a.tta)
     finally:
         prog.close()
     print(f"{a.which}{' with TTA' if a.tta else ''}: {headline(m)}")
@@ -104,7 +111,7 @@ def cmd_ensemble(a: argparse.Namespace) -> int:
         training["member_commands"] = a.members_command
     try:
         built = build_ensemble([Path(m) for m in a.members], Path(a.output), data=a.data,
-                               split_file=a.split_file, cache_dir=Path(a.cache_dir), name=a.name,
+                               split_file=a.split_file, cache_dir=_cache_dir(a), name=a.name,
                                progress=prog, training=training)
     finally:
         prog.close()
@@ -194,6 +201,8 @@ _ARCH_NAMES = ("mobilenet_v2, efficientnet_lite0, efficientnet_lite1, efficientn
                "densenet201, inception_resnet_v2, vgg16, baseline_cnn")
 _DATA_HELP = "data folder: HAM10000 layout (metadata CSV and images) or one folder per class"
 _DEVICE_HELP = "auto (CUDA when there is one, the default), cpu, cuda or cuda:N"
+_CACHE_HELP = ("decoded-image cache; only the images scored are decoded (default: the user's cache folder, "
+               "e.g. ~/.cache/LesionDesktop/images, or $LESION_DESKTOP_CACHE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("split", help="write a lesion-grouped, stratified train/val/test split file")
     s.add_argument("data", help="data folder (HAM10000 layout or one folder per class)")
-    s.add_argument("--output", "-o", required=True, help="split file to write (JSON)")
+    s.add_argument("--output", "-o", required=True, help="split file to write (JSON; its folder is created)")
     s.add_argument("--seed", type=int, default=0, help="the same seed and data give the same split (default 0)")
     s.add_argument("--train", type=float, default=0.7, help="fraction of lesions for training (default 0.7)")
     s.add_argument("--val", type=float, default=0.15,
@@ -261,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split-file", dest="split_file", required=True, help="split written by 'split'")
     e.add_argument("--which", choices=["train", "val", "test"], default="val",
                    help="which part of the split to score (default val)")
-    e.add_argument("--cache-dir", dest="cache_dir", default="cache", help="decoded-image cache (default ./cache)")
+    e.add_argument("--cache-dir", dest="cache_dir", help=_CACHE_HELP)
     e.add_argument("--report", help="folder for metrics.json, report.md and the plots")
     e.add_argument("--tta", action="store_true",
                    help="average over flips and 90-degree rotations, as the app does with TTA on (6x slower)")
@@ -274,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split written by 'split'; weights and temperature are fitted on its validation part")
     n.add_argument("--output", "-o", required=True, help="folder for the ensemble")
     n.add_argument("--name", default="ensemble", help="name shown in the app (default 'ensemble')")
-    n.add_argument("--cache-dir", dest="cache_dir", default="cache", help="decoded-image cache (default ./cache)")
+    n.add_argument("--cache-dir", dest="cache_dir", help=_CACHE_HELP)
     n.add_argument("--members-command", dest="members_command", action="append",
                    help="record the command that trained a member (repeatable)")
     n.set_defaults(func=cmd_ensemble)

@@ -24,6 +24,25 @@ from lesion_desktop.preprocess import PreprocessConfig, prepare_image
 from training.progress import Progress, check_cancel
 
 MIN_IMAGES_PER_CLASS = 5
+CACHE_ENV = "LESION_DESKTOP_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where decoded images are cached when no --cache-dir is given: the user's cache folder, never the checkout.
+
+    `LESION_DESKTOP_CACHE` names another folder; under `LESION_DESKTOP_HOME` (the tests) it is home/cache.
+    """
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    home = os.environ.get("LESION_DESKTOP_HOME")
+    if home:
+        return Path(home) / "cache"
+    from platformdirs import user_cache_dir
+
+    from lesion_desktop.paths import APP_NAME
+
+    return Path(user_cache_dir(APP_NAME, appauthor=False)) / "images"
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,11 @@ class Dataset:
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts().items())
         return f"{len(self.records)} images ({self.layout} layout): {counts}; {len(self.problems)} problems"
+
+    def subset(self, image_ids: list[str]) -> Dataset:
+        """Only these images, in the data's own order: decode what is scored, not the whole data set."""
+        wanted = set(image_ids)
+        return Dataset(self.root, self.layout, [r for r in self.records if r.image_id in wanted], list(self.problems))
 
 
 # libjpeg's luminance quantisation table at quality 50 (ITU-T T.81, Annex K); other qualities scale it

@@ -15,7 +15,7 @@ from lesion_desktop.bundle import ModelBundle, load_bundle, load_ensemble, save_
 from lesion_desktop.errors import BundleError
 from training.data import build_cache, read_dataset
 from training.metrics import evaluate
-from training.progress import Progress, check_cancel
+from training.progress import Progress, ScaledProgress, check_cancel
 from training.splits import indices_for, load_split
 from training.trainer import _brief, predict_probs
 
@@ -37,17 +37,21 @@ def member_probs(members: list[ModelBundle], data: str, split_file: str, which: 
     `tta`: average each member's probabilities over the engine's flips and rotations, as the app does
     with test-time augmentation switched on.
     """
-    ds = read_dataset(data)
     split = load_split(Path(split_file))
+    ds = read_dataset(data).subset(split[which])  # decode only the images that are scored
     out: list[np.ndarray] = []
     labels: np.ndarray | None = None
     dev = torch.device(device)
-    for m in members:
+    for k, m in enumerate(members):
         check_cancel(progress)
-        cache = build_cache(ds, m.preprocess, cache_dir, progress)
+        # the bar covers each member's decoding (fast, cached after the first run) and its scoring
+        lo, hi = k / len(members), (k + 1) / len(members)
+        mid = lo + 0.2 * (hi - lo)
+        tag = f"member {k + 1}/{len(members)}: "
+        cache = build_cache(ds, m.preprocess, cache_dir, ScaledProgress(progress, lo, mid, tag))
         idx = indices_for(cache.records, split[which])
         m.model.to(dev)
-        _, p = predict_probs(m.model, cache.images[idx], m.preprocess, dev, 64, m.temperature, progress, tta=tta)
+        p = _score(m, cache.images[idx], dev, tta, ScaledProgress(progress, mid, hi, tag))
         ids = [cache.records[i].image_id for i in idx]
         if labels is None:
             labels = cache.labels()[idx]
@@ -58,6 +62,20 @@ def member_probs(members: list[ModelBundle], data: str, split_file: str, which: 
         out.append(p)
     assert labels is not None
     return SplitProbs(out, labels, groups, ref_ids)
+
+
+def _score(m: ModelBundle, images: np.ndarray, dev: torch.device, tta: bool, progress: ScaledProgress,
+           chunk: int = 256) -> np.ndarray:
+    """predict_probs in chunks, reporting after each: scoring is most of an evaluation's time."""
+    n = len(images)
+    parts = []
+    for i in range(0, n, chunk):
+        progress.report(i / max(n, 1), f"scoring {i}/{n} images" + (" (6 views each)" if tta else ""))
+        parts.append(predict_probs(m.model, images[i : i + chunk], m.preprocess, dev, 64, m.temperature, progress,
+                                   tta=tta)[1])
+    progress.report(1.0, f"scored {n} images")
+    return np.concatenate(parts) if parts else predict_probs(m.model, images, m.preprocess, dev, 64,
+                                                             m.temperature, progress, tta=tta)[1]
 
 
 def combine(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
