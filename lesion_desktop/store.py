@@ -21,6 +21,8 @@ from lesion_desktop.errors import BundleError
 
 POINTER = "active.json"
 DEFAULT = None  # the bundled default ensemble
+INSTALLATION = "installation"  # the block install() adds to an installed copy's manifest
+UNVALIDATED_TAG = " [UNVALIDATED]"  # appended to the name, so every result and report made with it says so
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -40,6 +42,17 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _record_installation(folder: Path, record: dict[str, Any]) -> None:
+    """Add the installation block to a copy's top-level manifest (no digest covers it: member digests do not)."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest[INSTALLATION] = record
+    if record["by_override"]:
+        base = str(manifest.get("name") or folder.name.removeprefix(".incoming-"))
+        manifest["name"] = base if base.endswith(UNVALIDATED_TAG) else base + UNVALIDATED_TAG
+    path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+
+
 def _install_error(root: Path, e: OSError) -> str:
     """A sentence naming the problem; copytree reports per-file errors as text, so the errno is read back."""
     code, detail = e.errno, e.strerror or str(e)
@@ -54,6 +67,30 @@ def _install_error(root: Path, e: OSError) -> str:
     else:
         why = detail.rstrip(".")
     return f"Could not install the new models in {root}: {why}. The models in use are unchanged."
+
+
+def installation_record(models_dir: Path | None) -> dict[str, Any] | None:
+    """How the ensemble in `models_dir` was installed (None: not installed through the store, e.g. the default)."""
+    if models_dir is None:
+        return None
+    try:
+        manifest = json.loads((Path(models_dir) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    record = manifest.get(INSTALLATION) if isinstance(manifest, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def unvalidated_note(models_dir: Path | None) -> str:
+    """A warning for the window and the results when these models were installed by override; "" otherwise."""
+    record = installation_record(models_dir)
+    if not record or not record.get("by_override"):
+        return ""
+    why = str(record.get("comparison") or "").strip()
+    return ("Unvalidated models in use: they were installed by override although they were not shown to be at "
+            "least as good as the models they replaced" + (f" ({why.rstrip('.')})" if why else "")
+            + ". Treat their results with extra caution, and roll back to the previous models (Tools > Retrain "
+            "models > Roll back) unless you have checked them yourself.")
 
 
 class ModelStore:
@@ -114,13 +151,20 @@ class ModelStore:
                 if d.name.startswith(".incoming-"):
                     shutil.rmtree(d, ignore_errors=True)
 
-    def install(self, candidate: Path, name: str | None = None) -> Path:
-        """Copy a verified ensemble in and make it active; the one it replaces becomes `previous`."""
+    def install(self, candidate: Path, name: str | None = None, *, comparison: str = "",
+                by_override: bool = False) -> Path:
+        """Copy a verified ensemble in and make it active; the one it replaces becomes `previous`.
+
+        The installed copy's manifest records how it got there (`installation`: when, the comparison with the
+        models it replaced, and whether the user overrode a failed or impossible comparison). An override also
+        tags the copy's name, so every result, history entry and PDF made with it reads UNVALIDATED.
+        """
         from lesion_desktop.bundle import load_ensemble
 
         candidate = Path(candidate)
         load_ensemble(candidate)  # refuses anything that would not load
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        now = _dt.datetime.now()
+        stamp = now.strftime("%Y%m%d-%H%M%S-%f")
         name = name or f"ensemble-{stamp}"
         tmp = self.ensembles / f".incoming-{name}"
         final = self.ensembles / name
@@ -130,6 +174,8 @@ class ModelStore:
             if final.exists():
                 raise BundleError(f"An installed ensemble named {name} already exists.")
             shutil.copytree(candidate, tmp)
+            _record_installation(tmp, {"installed": now.isoformat(timespec="seconds"), "by_override": by_override,
+                                       "comparison": comparison})
             _fsync_tree(tmp)
             os.replace(tmp, final)
             _fsync_dir(self.ensembles)

@@ -163,15 +163,18 @@ def cmd_retrain(a: argparse.Namespace) -> int:
         prog.close()
     print(f"candidate: {res.ensemble_dir}")
     print(f"candidate validation: {headline(res.metrics)}")
-    if res.active_metrics:
-        print(f"active validation:    {headline(res.active_metrics)}")
-    if res.difference_text():
-        print(res.difference_text())
-    if a.install:
-        if not res.better:
-            print("not installed: the candidate is not better than the active models on validation")
+    if res.compared_metrics and res.active_metrics:
+        print(f"compared images, new:    {headline(res.compared_metrics)}")
+        print(f"compared images, active: {headline(res.active_metrics)}")
+    print(res.verdict.summary)
+    if a.install or a.install_even_if_worse:
+        if res.verdict.needs_override and not a.install_even_if_worse:
+            print("not installed: the new models are not shown to be better than the active ones; "
+                  "--install-even-if-worse installs them anyway, marked as unvalidated")
             return 1
-        print(f"installed: {install_candidate(res.ensemble_dir, ModelStore(model_store_dir()))}")
+        installed = install_candidate(res, ModelStore(model_store_dir()), override=a.install_even_if_worse)
+        print(f"installed: {installed}" + (" (by override: marked as unvalidated until rolled back)"
+                                           if res.verdict.needs_override else ""))
     return 0
 
 
@@ -323,7 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--max-batches", dest="max_batches", type=int,
                     help="stop each epoch after this many batches (quick trials only)")
     rt.add_argument("--device", default="auto", help=_DEVICE_HELP)
-    rt.add_argument("--install", action="store_true", help="install the candidate if it beats the active models")
+    rt.add_argument("--install", action="store_true",
+                    help="install the candidate if it is shown better than the active models (the paired 95%% "
+                         "interval of the change in balanced accuracy above zero, melanoma recall not shown lower, "
+                         "on validation images neither was trained on); exit status 1 when it is not")
+    rt.add_argument("--install-even-if-worse", dest="install_even_if_worse", action="store_true",
+                    help="install the candidate even when it is worse or cannot be judged: it is then marked as "
+                         "unvalidated (a banner in the app and every result say so) until rolled back")
     rt.set_defaults(func=cmd_retrain)
     return p
 

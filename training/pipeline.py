@@ -1,8 +1,11 @@
 """Retraining end to end, as the settings dialog and `python -m training retrain` run it.
 
 Members are trained on one shared lesion-grouped split, combined on validation, and the candidate is
-scored next to the active models on the same validation images. Nothing is installed here: the
-caller installs the candidate (`install_candidate`) only after the user has seen both reports.
+scored next to the active models on the validation images that neither was trained on (manifests record
+which images a model's weights were fitted on). Nothing is installed here: the caller installs the
+candidate with `install_candidate`, which applies the one install rule the dialog and the CLI share:
+a candidate not shown better on the paired interval needs an explicit override, and is then marked
+as unvalidated.
 """
 
 from __future__ import annotations
@@ -12,11 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lesion_desktop.errors import LesionError
+import numpy as np
+
+from lesion_desktop.classes import MEL_INDEX
+from lesion_desktop.errors import CancelledError, LesionError
+from lesion_desktop.manifest import ENSEMBLE_FORMAT, MANIFEST, read_json_object
 from lesion_desktop.store import ModelStore
-from training.ensemble import build_ensemble, ensemble_probs
+from training.ensemble import BuiltEnsemble, build_ensemble, ensemble_probs
 from training.metrics import evaluate, paired_intervals
 from training.progress import Progress, ScaledProgress, check_cancel
+from training.splits import load_split
 from training.trainer import TrainConfig, train
 
 
@@ -38,32 +46,166 @@ class RetrainConfig:
     command: str = ""
 
 
+# Below these, the compared images cannot judge the candidate, whatever the intervals say.
+MIN_COMPARED_IMAGES = 100
+MIN_COMPARED_MELANOMAS = 10
+
+
+def trained_image_ids(models_dir: Path) -> set[str] | None:
+    """The image ids an ensemble's (or bundle's) weights were fitted on, from its manifests; None if not recorded.
+
+    Read from `training.trained_image_ids` of the ensemble manifest, else the union over its members' manifests
+    (every member must record it: one unknown member makes the whole set unknown).
+    """
+    def recorded(manifest: dict[str, Any]) -> set[str] | None:
+        t = manifest.get("training")
+        ids = t.get("trained_image_ids") if isinstance(t, dict) else None
+        return {str(i) for i in ids} if isinstance(ids, list) else None
+
+    folder = Path(models_dir)
+    try:
+        manifest = read_json_object(folder / MANIFEST)
+        own = recorded(manifest)
+        if own is not None or manifest.get("format") != ENSEMBLE_FORMAT:
+            return own
+        union: set[str] = set()
+        for entry in manifest.get("members") or []:
+            member = recorded(read_json_object(folder / str(entry.get("path", "")) / MANIFEST))
+            if member is None:
+                return None
+            union |= member
+        return union if manifest.get("members") else None
+    except (LesionError, AttributeError):
+        return None
+
+
+@dataclass
+class Comparison:
+    """The candidate and the active models on the validation images neither was trained on."""
+
+    n_validation: int  # validation images of the candidate's split
+    n_excluded: int  # of those, images the active or the candidate models were trained on
+    n_images: int = 0  # compared images
+    n_lesions: int = 0
+    n_melanomas: int = 0
+    candidate: dict[str, Any] | None = None
+    active: dict[str, Any] | None = None
+    # new minus active on the same lesions, 95% paired bootstrap intervals
+    difference: dict[str, Any] | None = None
+    problem: str = ""  # why the comparison cannot judge the candidate ("" when it can)
+
+
+def compare_on_unseen(active_probs: np.ndarray, candidate_probs: np.ndarray, labels: np.ndarray, groups: list[str],
+                      image_ids: list[str], trained_on: set[str] | None) -> Comparison:
+    """Score both ensembles on the validation images outside `trained_on` (None: unknown, so none is safe)."""
+    n_val = len(image_ids)
+    if trained_on is None:
+        return Comparison(n_val, 0, problem=(
+            "The active models' manifests do not record which images they were trained on, so no validation image "
+            "can be shown to be new to them: the comparison would not be fair."))
+    keep = np.array([i not in trained_on for i in image_ids], dtype=bool)
+    y = np.asarray(labels)[keep]
+    g = [lesion for lesion, k in zip(groups, keep, strict=True) if k]
+    c = Comparison(n_val, int((~keep).sum()), int(keep.sum()), len(set(g)), int((y == MEL_INDEX).sum()))
+    seen = (f" ({c.n_excluded} of the {n_val} validation images were left out because the active or the new "
+            "models were trained on them)" if c.n_excluded else "")
+    if c.n_images < MIN_COMPARED_IMAGES or c.n_melanomas < MIN_COMPARED_MELANOMAS:
+        c.problem = (f"Only {c.n_images} validation images ({c.n_melanomas} melanomas) are new to both the active "
+                     f"and the new models{seen}; at least {MIN_COMPARED_IMAGES} images with "
+                     f"{MIN_COMPARED_MELANOMAS} melanomas are needed to judge the new models.")
+    if c.n_images:
+        active_kept, candidate_kept = np.asarray(active_probs)[keep], np.asarray(candidate_probs)[keep]
+        c.active, c.candidate = evaluate(active_kept, y, g), evaluate(candidate_kept, y, g)
+        c.difference = paired_intervals(active_kept, candidate_kept, y, g)
+    return c
+
+
+@dataclass(frozen=True)
+class InstallVerdict:
+    needs_override: bool  # installing needs the user's explicit override
+    worse: bool  # shown worse on balanced accuracy or melanoma recall
+    summary: str  # what the user reads before deciding
+    figures: str  # "balanced accuracy 0.520 vs 0.770 (-0.250, 95% interval ...), melanoma recall ..."
+
+
+def compared_figures(c: Comparison) -> str:
+    """New vs active on the compared images, each change with its paired 95% interval."""
+    if not c.candidate or not c.active:
+        return ""
+    parts = []
+    for key, label in (("balanced_accuracy", "balanced accuracy"), ("melanoma_recall", "melanoma recall")):
+        new, old = c.candidate.get(key), c.active.get(key)
+        if not (isinstance(new, float) and isinstance(old, float) and new == new and old == old):
+            continue
+        iv = (c.difference or {}).get(key)
+        interval = f", 95% interval {iv[0]:+.3f} to {iv[1]:+.3f}" if iv else ""
+        parts.append(f"{label} {new:.3f} vs {old:.3f} ({new - old:+.3f}{interval})")
+    return ", ".join(parts)
+
+
+def install_verdict(c: Comparison | None) -> InstallVerdict:
+    """The install rule the dialog and the CLI share: only a candidate shown better installs without an override.
+
+    Better: the paired interval of the change in balanced accuracy lies above zero, and melanoma recall is not
+    shown lower (its interval does not lie below zero), on enough validation images that neither model saw.
+    """
+    override = " Installing them needs an explicit override."
+    if c is None:
+        return InstallVerdict(True, False, "There are no active models to compare the new models with, so they "
+                                           "are not shown to be at least as good." + override, "")
+    figures = compared_figures(c)
+    on = f"on {c.n_images} validation images ({c.n_lesions} lesions) that neither trained on"
+    ba = (c.difference or {}).get("balanced_accuracy")
+    mel = (c.difference or {}).get("melanoma_recall")
+    worse = bool(ba and ba[1] < 0) or bool(mel and mel[1] < 0)
+    if c.problem or not ba:
+        shown = f" Measured {on}: {figures}." if figures else ""
+        return InstallVerdict(True, worse, f"The new models cannot be judged. {c.problem or ''}{shown}"
+                              f" They are not shown to be at least as good as the active models.{override}", figures)
+    if worse:
+        return InstallVerdict(True, True, f"The new models are WORSE than the active ones {on}: {figures}. "
+                                          f"Installing them is not recommended.{override}", figures)
+    if ba[0] > 0:
+        return InstallVerdict(False, False, f"The new models are better than the active ones {on}: {figures}.",
+                              figures)
+    return InstallVerdict(True, False, f"The validation images cannot tell the new models from the active ones "
+                                       f"({on}): {figures}. They are not shown to be better.{override}", figures)
+
+
 @dataclass
 class RetrainResult:
     ensemble_dir: Path
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # the candidate on all its validation images
     test_metrics: dict[str, Any] | None
-    active_metrics: dict[str, Any] | None
-    better: bool
+    comparison: Comparison | None  # None: there were no active models to compare with
     member_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
-    # New minus active on the same validation lesions, 95% paired bootstrap intervals (None: nothing to compare)
-    difference: dict[str, Any] | None = None
+
+    @property
+    def verdict(self) -> InstallVerdict:
+        return install_verdict(self.comparison)
+
+    @property
+    def better(self) -> bool:
+        """Shown better than the active models, so installable without an override."""
+        return not self.verdict.needs_override
+
+    @property
+    def active_metrics(self) -> dict[str, Any] | None:
+        """The active models on the compared images."""
+        return self.comparison.active if self.comparison else None
+
+    @property
+    def compared_metrics(self) -> dict[str, Any] | None:
+        """The candidate on the same compared images."""
+        return self.comparison.candidate if self.comparison else None
+
+    @property
+    def difference(self) -> dict[str, Any] | None:
+        return self.comparison.difference if self.comparison else None
 
     def difference_text(self) -> str:
-        """The candidate's balanced-accuracy and melanoma-recall change, and whether the data can tell."""
-        d, a = self.difference, self.active_metrics
-        if not d or not a or not d.get("balanced_accuracy"):
-            return ""
-        parts = []
-        for key, label in (("balanced_accuracy", "balanced accuracy"), ("melanoma_recall", "melanoma recall")):
-            iv = d.get(key)
-            if iv and isinstance(self.metrics.get(key), float) and isinstance(a.get(key), float):
-                parts.append(f"{label} {self.metrics[key] - a[key]:+.3f} (95% interval {iv[0]:+.3f} to {iv[1]:+.3f})")
-        lo, hi = d["balanced_accuracy"]
-        verdict = ("the validation images cannot tell the two apart on balanced accuracy" if lo <= 0 <= hi
-                   else "a difference larger than chance on these validation images")
-        return "New minus active, on the same validation lesions: " + "; ".join(parts) + f": {verdict}."
+        return self.verdict.summary
 
 
 def retrain(cfg: RetrainConfig, progress: Progress | None = None,
@@ -105,28 +247,43 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
         training={"command": cfg.command, "data": cfg.data, "architectures": cfg.architectures,
                   "seconds": round(time.time() - t0, 1)},
     )
-    active_metrics = None
-    difference = None
+    comparison = None
     if active_dir is not None:
         if progress is not None:
             progress.report(0.96, "Scoring the active models on the same validation images")
-        try:
-            active_probs, sp = ensemble_probs(active_dir, data=cfg.data, split_file=str(split_file), which="val",
-                                              cache_dir=cache_dir, progress=progress)
-            active_metrics = evaluate(active_probs, sp.labels, sp.groups)
-            # the candidate's validation probabilities come from build_ensemble; pairing needs the same images
-            if built.val_split.image_ids == sp.image_ids:
-                difference = paired_intervals(active_probs, built.val_probs, sp.labels, sp.groups)
-        except LesionError:
-            active_metrics = difference = None
-    val_m = built.val_metrics
-    better = active_metrics is None or val_m["balanced_accuracy"] > active_metrics["balanced_accuracy"]
+        comparison = _compare_with_active(built, Path(active_dir), cfg.data, split_file, cache_dir, progress)
     if progress is not None:
         progress.report(1.0, "Retraining finished; review the reports before installing")
-    return RetrainResult(built.path, val_m, built.test_metrics, active_metrics, better, member_metrics,
-                         time.time() - t0, difference)
+    return RetrainResult(built.path, built.val_metrics, built.test_metrics, comparison, member_metrics,
+                         time.time() - t0)
 
 
-def install_candidate(ensemble_dir: Path, store: ModelStore) -> Path:
-    """Install a verified candidate; the ensemble it replaces stays available for roll-back."""
-    return store.install(Path(ensemble_dir))
+def _compare_with_active(built: BuiltEnsemble, active_dir: Path, data: str, split_file: Path, cache_dir: Path,
+                         progress: Progress | None) -> Comparison:
+    n_val = len(built.val_split.image_ids)
+    try:
+        active_probs, sp = ensemble_probs(active_dir, data=data, split_file=str(split_file), which="val",
+                                          cache_dir=cache_dir, progress=progress)
+    except CancelledError:
+        raise
+    except LesionError as e:
+        return Comparison(n_val, 0, problem=f"The active models could not be scored on this data: {e}")
+    if built.val_split.image_ids != sp.image_ids:  # pairing needs the same images in the same order
+        return Comparison(n_val, 0, problem="The active and the new models were scored on different images.")
+    active_seen = trained_image_ids(active_dir)
+    # The candidate was fitted on its split's training part (and on whatever its manifests record besides).
+    candidate_seen = (trained_image_ids(built.path) or set()) | set(load_split(split_file)["train"])
+    trained_on = None if active_seen is None else active_seen | candidate_seen
+    return compare_on_unseen(active_probs, built.val_probs, sp.labels, sp.groups, sp.image_ids, trained_on)
+
+
+def install_candidate(result: RetrainResult, store: ModelStore, *, override: bool = False) -> Path:
+    """Install a candidate under the shared rule; the ensemble it replaces stays available for roll-back.
+
+    A candidate not shown better than the active models (worse, indistinguishable, or not judged) is refused
+    unless `override`; installed by override, it is recorded and named as unvalidated.
+    """
+    verdict = result.verdict
+    if verdict.needs_override and not override:
+        raise LesionError("Not installed: " + verdict.summary)
+    return store.install(Path(result.ensemble_dir), comparison=verdict.summary, by_override=verdict.needs_override)

@@ -46,7 +46,7 @@ from lesion_desktop.qt.window_dialogs import WindowDialogs
 from lesion_desktop.qt.workers import Worker, WorkerRunner
 from lesion_desktop.records import RecordStore
 from lesion_desktop.settings import Settings, load_settings, save_settings
-from lesion_desktop.store import ModelStore
+from lesion_desktop.store import ModelStore, unvalidated_note
 
 if TYPE_CHECKING:  # both need PyTorch, which the lite edition does not ship
     from lesion_desktop.inference import Engine as EnsembleEngine
@@ -126,6 +126,13 @@ class MainWindow(QMainWindow):
         self.disclaimer.setStyleSheet("QLabel#disclaimer {background:#fff4e5; color:#663c00; font-weight:bold;"
                                       "padding:6px; border:1px solid #ffd59e; border-radius:4px;}")
         self.message_bar = MessageBar()
+        # Persistent while models installed by override are in use (issue 14, point 4): no close button.
+        self.unvalidated_banner = QLabel()
+        self.unvalidated_banner.setObjectName("unvalidatedBanner")
+        self.unvalidated_banner.setWordWrap(True)
+        self.unvalidated_banner.setStyleSheet("QLabel#unvalidatedBanner {background:#c62828; color:white; "
+                                              "font-weight:bold; padding:8px; border-radius:4px;}")
+        self.unvalidated_banner.hide()
         self.live_view = ImageView("Camera preview")
         self.live_view.hide()
         self.image_view = ImageView("Open an image (Ctrl+O), drop one here, paste one (Ctrl+V) or start the "
@@ -153,6 +160,7 @@ class MainWindow(QMainWindow):
         central = QWidget()
         cl = QVBoxLayout(central)
         cl.addWidget(self.disclaimer)
+        cl.addWidget(self.unvalidated_banner)
         cl.addWidget(self.message_bar)
         cl.addWidget(splitter, 1)
         self.setCentralWidget(central)
@@ -232,6 +240,9 @@ class MainWindow(QMainWindow):
         e = self.engine
         self.device_label.setText(f"Device: {device_text(e)}")
         self.model_label.setText(f"Models: {e.version}" if e is not None else "Models: none loaded")
+        note = unvalidated_note(e.ensemble.path if e is not None else None)
+        self.unvalidated_banner.setText(note)
+        self.unvalidated_banner.setVisible(bool(note))
 
     # ---- work queue ---------------------------------------------------------------------------------
     def _start(self, worker: Worker, finished: Callable[[Any], None], errored: Callable[[str], None],

@@ -2,7 +2,9 @@
 
 The dialog only adapts: its fields become a RetrainConfig, progress and partial events become the bar,
 the ETA and the live curves. Nothing is installed until the user has compared the new models' report
-with the active models' (scored on the same validation images) and confirmed.
+with the active models' (scored on the validation images neither was trained on) and confirmed; a
+candidate not shown better needs an explicit override (`training.pipeline.install_candidate`'s rule),
+asked in a box whose default is No and which says how much worse it is.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from PySide6.QtWidgets import (
 from lesion_desktop.classes import CLASSES
 from lesion_desktop.errors import BundleError
 from lesion_desktop.paths import data_dir
+from lesion_desktop.qt.help import fit_to_screen
 from lesion_desktop.qt.plot import CurvePlot
 from lesion_desktop.qt.workers import Worker, WorkerRunner
 from lesion_desktop.registry import ARCHITECTURES, find_imagenet_weights
@@ -51,6 +54,7 @@ from training.pipeline import RetrainConfig, RetrainResult, install_candidate, r
 from training.progress import Progress
 
 log = logging.getLogger(__name__)
+REPORT_TITLE = "Validation report: new models next to the active ones"
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[x×,]\s*(\d+)\s*$")
 
 
@@ -58,9 +62,9 @@ def _run_retrain(progress: Progress, cfg: RetrainConfig, active_dir: Path | None
     return retrain(cfg, progress, active_dir=active_dir)
 
 
-def _run_install(progress: Progress, ensemble_dir: Path, store: ModelStore) -> Path:
+def _run_install(progress: Progress, result: RetrainResult, store: ModelStore, override: bool) -> Path:
     progress.report(0.1, "Verifying and installing the new models…")
-    return install_candidate(ensemble_dir, store)
+    return install_candidate(result, store, override=override)
 
 
 def format_eta(seconds: float) -> str:
@@ -84,13 +88,15 @@ class RetrainDialog(QDialog):
         self.runner = WorkerRunner(1, self)
         self.worker: Worker | None = None
         self.candidate: RetrainResult | None = None
+        self.confirm_box: QMessageBox | None = None  # the open install confirmation, if any
         self.work_dir: Path | None = None
         self._t0 = 0.0
         self._step = 0
         body = QWidget()
         body_layout = QVBoxLayout(body)
         body_layout.setContentsMargins(0, 0, 0, 0)
-        body_layout.addWidget(self._build_inputs())
+        self.inputs_box = self._build_inputs()
+        body_layout.addWidget(self.inputs_box)
         body_layout.addWidget(self._build_progress())
         body_layout.addWidget(self._build_report())
         # In a scroll area: the dialog fits small screens, and wrapped labels cannot squeeze the form.
@@ -102,11 +108,11 @@ class RetrainDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(scroll, 1)
         layout.addLayout(self._build_buttons())
-        self.resize(900, 960)
+        fit_to_screen(self, 900, 900)  # at most the screen (1366x768 laptops): the body scrolls
         self._update_buttons()
 
     # ---- construction -------------------------------------------------------------------------------
-    def _build_inputs(self) -> QWidget:
+    def _build_inputs(self) -> QGroupBox:
         box = QGroupBox("Training data and models")
         form = QFormLayout(box)
         self.data_edit = QLineEdit()
@@ -175,7 +181,8 @@ class RetrainDialog(QDialog):
         return box
 
     def _build_report(self) -> QWidget:
-        box = QGroupBox("Validation report: new models next to the active ones (same images)")
+        box = QGroupBox(REPORT_TITLE)
+        self.report_box = box
         lay = QVBoxLayout(box)
         rows = ["Balanced accuracy", "Melanoma recall", "Accuracy", "Macro AUC"] + [
             f"Recall: {c.name.split(' (')[0]}" for c in CLASSES]
@@ -215,6 +222,7 @@ class RetrainDialog(QDialog):
 
     def _update_buttons(self) -> None:
         running = self.running
+        self.inputs_box.setEnabled(not running)  # what the run was started with stays on screen, unchangeable
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.install_button.setEnabled(not running and self.candidate is not None)
@@ -267,6 +275,7 @@ class RetrainDialog(QDialog):
         self.loss_plot.clear()
         self.acc_plot.clear()
         self.report_table.clearContents()
+        self.report_box.setTitle(REPORT_TITLE)
         self.verdict_label.clear()
         self.progress_bar.setValue(0)
         self._t0, self._step = time.monotonic(), 0
@@ -320,49 +329,94 @@ class RetrainDialog(QDialog):
         self._update_buttons()
 
     def _show_report(self, result: RetrainResult) -> None:
-        for col, m in enumerate((result.metrics, result.active_metrics)):
+        c = result.comparison
+        compared = c is not None and c.candidate is not None
+        # Side by side on the compared images; with none, the new models on all their validation images.
+        columns = (c.candidate, c.active) if compared and c is not None else (result.metrics, None)
+        for col, m in enumerate(columns):
             values: list[Any] = []
             if m:
                 values = [m.get("balanced_accuracy"), m.get("melanoma_recall"), m.get("accuracy"), m.get("macro_auc")]
-                values += [m.get("per_class", {}).get(c.code, {}).get("recall") for c in CLASSES]
+                values += [m.get("per_class", {}).get(cl.code, {}).get("recall") for cl in CLASSES]
             for row in range(self.report_table.rowCount()):
                 v = values[row] if row < len(values) else None
                 text = f"{v:.3f}" if isinstance(v, int | float) and v == v else "—"
                 self.report_table.setItem(row, col, QTableWidgetItem(text))
-        if result.active_metrics is None:
-            verdict = "The active models could not be scored on this data, so there is nothing to compare with."
-        elif result.better:
-            verdict = "The new models reach a higher balanced accuracy than the active ones on the same images."
+        if compared and c is not None:
+            self.report_box.setTitle(f"Validation report: new and active models on the same {c.n_images} images, "
+                                     "which neither was trained on")
         else:
-            verdict = ("The new models are not better than the active ones on the same validation images: "
-                       "installing them is not recommended.")
-        difference = result.difference_text()
-        if difference:
-            verdict += "\n" + difference
+            self.report_box.setTitle("Validation report: the new models on their validation images (no fair "
+                                     "comparison with the active models was possible)")
+        verdict = result.verdict
         note = self._override_note()
-        self.verdict_label.setText(verdict + (f"\n{note}" if note else ""))
+        self.verdict_label.setText(verdict.summary + (f"\n{note}" if note else ""))
+        self.verdict_label.setStyleSheet("color:#2e7d32;" if not verdict.needs_override
+                                         else "color:#c62828; font-weight:bold;")
 
     def install(self) -> None:
+        """Ask first; a candidate not shown better gets a box that says so and defaults to No."""
         if self.candidate is None or self.running:
             return
-        m = self.candidate.metrics
-        answer = QMessageBox.question(
-            self, "Install the new models",
-            f"Install the new models (balanced accuracy {m.get('balanced_accuracy', float('nan')):.3f}, melanoma "
-            f"recall {m.get('melanoma_recall', float('nan')):.3f})? The current models are kept and can be "
-            "restored with Roll back.")
-        if answer != QMessageBox.StandardButton.Yes:
+        verdict = self.candidate.verdict
+        box = QMessageBox(self)
+        box.setWindowTitle("Install the new models")
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        yes, no = box.button(QMessageBox.StandardButton.Yes), box.button(QMessageBox.StandardButton.No)
+        if verdict.needs_override:
+            box.setIcon(QMessageBox.Icon.Warning)
+            box.setText(("The new models are WORSE than the active ones." if verdict.worse else
+                         "The new models are not shown to be at least as good as the active ones.")
+                        + (f"\n\n{verdict.figures}." if verdict.figures else ""))
+            box.setInformativeText(
+                verdict.summary + "\n\nIf you install them anyway, they are marked as unvalidated: a banner in "
+                "the main window and every result made with them say so until you roll back.")
+            yes.setText("Install anyway (override)")
+            no.setText("Keep the active models")
+            box.setDefaultButton(QMessageBox.StandardButton.No)
+            box.setEscapeButton(QMessageBox.StandardButton.No)
+        else:
+            box.setIcon(QMessageBox.Icon.Question)
+            box.setText("Install the new models?")
+            box.setInformativeText(verdict.summary + "\n\nThe current models are kept and can be restored with "
+                                                     "Roll back.")
+            box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.finished.connect(lambda _r: self._on_confirmed(box, box.clickedButton() is yes))
+        self.confirm_box = box
+        box.open()
+
+    def _on_confirmed(self, box: QMessageBox, accepted: bool) -> None:
+        if self.confirm_box is box:
+            self.confirm_box = None
+        if not accepted or self.candidate is None or self.running:
             return
-        worker = Worker(_run_install, self.candidate.ensemble_dir, self.store, name="install")
-        worker.signals.progress.connect(self._on_progress)
+        worker = Worker(_run_install, self.candidate, self.store, self.candidate.verdict.needs_override,
+                        name="install")
+        worker.signals.progress.connect(lambda _f, message: self.status_label.setText(message))
         worker.signals.finished.connect(self._on_installed)
         worker.signals.errored.connect(self._on_error)
         self.worker = self.runner.start(worker)
         self._update_buttons()
 
+    def _reset_progress(self) -> None:
+        self.progress_bar.setValue(0)
+        self.eta_label.clear()
+        self.loss_plot.clear()
+        self.acc_plot.clear()
+        self.status_label.setStyleSheet("")
+
     def _on_installed(self, path: Path) -> None:
+        installed = self.candidate
         self.candidate = None
-        self.status_label.setText(f"Installed as {Path(path).name}. The main window is reloading the models.")
+        self._reset_progress()
+        self.report_table.clearContents()
+        self.report_box.setTitle(REPORT_TITLE)
+        self.verdict_label.clear()
+        marked = installed is not None and installed.verdict.needs_override
+        self.status_label.setText(
+            f"Installed as {Path(path).name}. The main window is reloading the models."
+            + (" They were installed by override and are marked as unvalidated until you roll back." if marked
+               else ""))
         self._discard_work_dir()
         self._update_buttons()
         self.models_changed.emit()
@@ -379,6 +433,7 @@ class RetrainDialog(QDialog):
         except BundleError as e:
             self._on_error(str(e))
             return
+        self._reset_progress()
         self.status_label.setText(f"Rolled back to {restored.name if restored else 'the bundled default models'}.")
         self._update_buttons()
         self.models_changed.emit()
