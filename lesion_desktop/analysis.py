@@ -122,11 +122,20 @@ def assess_record(record: Record, current_threshold: float,
 
 def row_warnings(engine: Engine, rgb: np.ndarray, pred: Any, quality_warnings: Sequence[str],
                  threshold: float | None = None) -> list[str]:
-    """The command line's `warnings` column for one image: scope first, then quality and what it means."""
+    """The command line's `warnings` column for one image: scope first, then quality and what it means.
+
+    An out-of-scope row keeps its probabilities (a batch is for people who read them with care), and its
+    warnings start with `out of scope: <reason>`.
+    """
     from lesion_desktop.settings import Settings
 
     threshold = Settings().warning_threshold if threshold is None else threshold
-    out = [*quality_warnings]
+    from lesion_desktop.scope import ADVICE
+
+    scope = engine.check_scope(rgb, pred)
+    # the row keeps its probabilities, so the window's "no diagnosis is given" advice does not belong here
+    out = [*([f"out of scope: {scope.reason.replace(ADVICE, '').strip()}"] if not scope.in_scope else []),
+           *quality_warnings]
     a = assess(pred.malignant_probability, pred.top_code, threshold, quality_warnings)
     if a.level == CANNOT_RULE_OUT:
         out.append("cannot rule out malignancy from an image of this quality: retake it")
@@ -264,6 +273,15 @@ def mark_shown_anyway(store: RecordStore, analysis: Analysis) -> None:
     analysis.record.details["shown_anyway"] = True
     if analysis.record.id is not None:
         store.update_details(analysis.record.id, {"shown_anyway": True})
+
+
+def _scope_details(scope: Any, engine: Engine) -> dict[str, Any]:
+    def num(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    return {"in_scope": bool(scope.in_scope), "reason": scope.reason, "kind": scope.kind,
+            "score": num(scope.score), "threshold": num(scope.threshold),
+            "gate": "features and image checks" if engine.scope is not None else "image checks only"}
 
 
 def reopen(progress: Progress, store: RecordStore, record_id: int, seq: int = 0) -> Analysis:

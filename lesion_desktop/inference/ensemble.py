@@ -27,6 +27,7 @@ from lesion_desktop.inference.runner import (
 from lesion_desktop.manifest import EnsembleInfo
 from lesion_desktop.prediction import Prediction
 from lesion_desktop.preprocess import prepare_for_members
+from lesion_desktop.scope import ImageChecks, ScopeModel, ScopeResult, image_finding, image_stats
 
 
 def member_probabilities(runner: Runner, batch_uint8: np.ndarray, tta: bool = False) -> tuple[np.ndarray, RunOutput]:
@@ -73,9 +74,10 @@ class Engine:
     """An ensemble ready to classify: validated manifests, one runner per member, the averaging weights."""
 
     def __init__(self, info: EnsembleInfo, runners: list[Runner], *, device: str = "cpu", tta: bool = False,
-                 device_note: str = "") -> None:
+                 device_note: str = "", scope: ScopeModel | None = None) -> None:
         self.ensemble = info
         self.runners = runners
+        self.scope = scope  # the scope gate fitted for these models, when they have one
         self.device = device
         self.tta = tta
         self.device_note = device_note
@@ -144,6 +146,20 @@ class Engine:
 
     def predict_one(self, image: np.ndarray) -> Prediction:
         return self.predict([image])[0]
+
+    def check_scope(self, image: np.ndarray, prediction: Prediction) -> ScopeResult:
+        """Is `image` a dermoscopy image of a skin lesion like those the models learnt from?
+
+        With the models' own scope model: their features' distance and the image checks. Models without one
+        (retrained, until a scope model is fitted for them) get the image checks alone, and the result says so.
+        """
+        if self.scope is not None:
+            return self.scope.check(prediction.features, image)
+        from lesion_desktop.scope import ADVICE, REASONS
+
+        finding = image_finding(image_stats(image), ImageChecks())
+        reason = f"{REASONS[finding]} {ADVICE}" if finding else ""
+        return ScopeResult(not finding, float("nan"), float("nan"), reason, finding)
 
     def heatmap(self, image: np.ndarray, prediction: Prediction, class_index: int | None = None) -> np.ndarray | None:
         """(H, W) map in [0, 1] at the first member's input size for `class_index` (default: the top class).

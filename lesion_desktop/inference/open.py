@@ -24,6 +24,7 @@ from lesion_desktop.errors import BundleError, LesionError
 from lesion_desktop.inference.ensemble import Engine
 from lesion_desktop.inference.runner import Runner
 from lesion_desktop.manifest import onnx_graph, validate_ensemble
+from lesion_desktop.scope import load_scope
 
 if TYPE_CHECKING:
     from lesion_desktop.settings import Settings
@@ -58,7 +59,7 @@ def load_engine(models_dir: Path | str, device: str = "auto", tta: bool = False,
             notes.append("Test-time augmentation needs graphs that take any input size, and these models' do not: "
                          "each image is classified once.")
             tta = False
-        return Engine(info, runners, device="cpu", tta=tta, device_note=" ".join(notes))
+        return Engine(info, runners, device="cpu", tta=tta, device_note=" ".join(notes), scope=load_scope(info.path))
 
     import torch
 
@@ -79,7 +80,7 @@ def load_engine(models_dir: Path | str, device: str = "auto", tta: bool = False,
         why = ("it runs on the CPU only" if dev.type != "cpu" else
                "ONNX Runtime is not installed" if not available() else "some of these models have no ONNX export")
         notes.append(f"ONNX Runtime was requested, but {why}: using PyTorch where needed.")
-    return Engine(info, runners, device=str(dev), tta=tta, device_note=" ".join(notes))
+    return Engine(info, runners, device=str(dev), tta=tta, device_note=" ".join(notes), scope=load_scope(info.path))
 
 
 def open_engine(settings: Settings | None = None, *, models_dir: Path | str | None = None,
