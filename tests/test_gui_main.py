@@ -186,7 +186,7 @@ def test_export_pdf_report(qtbot, make_window, ham_image, tmp_path, monkeypatch)
 def test_about_names_version_models_licence_and_device(qtbot, make_window):
     w = make_window()
     box = w.show_about()
-    text = box.text()
+    text = box.text() + box.details_text()  # plain language, then the technical details one click away
     assert __version__ in text and "tiny-test-ensemble" in text and "baseline_cnn" in text
     assert "CC BY-NC" in text and "CPU" in text and "not a diagnosis" in text
     box.close()

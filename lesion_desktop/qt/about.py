@@ -1,5 +1,7 @@
 """What the About box and the settings dialog say about the software and the models in use.
 
+The About box speaks plain language (`about_html`); the ML detail is one click away (`technical_html`).
+
 Read straight from the manifests, so what the user sees is what the loaded files claim, including
 their training data and licence (HAM10000 is CC BY-NC: the models inherit it).
 """
@@ -134,21 +136,72 @@ def device_text(engine: EnsembleEngine | None) -> str:
     return name + (" with test-time augmentation" if engine.tta else "")
 
 
-def about_html(engine: EnsembleEngine | None, models_dir: Path | None = None, error: str = "") -> str:
+def _figures_sentence(metrics: dict[str, Any], threshold: float) -> str:
+    """How the models did on held-out images, in words: accuracy and how often the warning fired."""
+    for split in ("test", "val"):
+        m = metrics.get(split)
+        if not isinstance(m, dict) or not isinstance(m.get("accuracy"), int | float):
+            continue
+        iv = (m.get("intervals") or {}).get("accuracy") if isinstance(m.get("intervals"), dict) else None
+        ci = (f" (95% interval {iv[0]:.0%} to {iv[1]:.0%})" if isinstance(iv, list) and len(iv) == 2 else "")
+        text = (f"On {m.get('n', 'the')} images they had not been trained on, they put the right diagnosis first "
+                f"for {m['accuracy']:.0%}{ci}")
+        rows = m.get("malignancy_warning")
+        row = next((r for r in rows if isinstance(r, dict) and abs(float(r.get("threshold", -1)) - threshold) < 1e-6),
+                   None) if isinstance(rows, list) else None
+        if row and isinstance(row.get("melanoma"), int | float) and isinstance(row.get("benign"), int | float):
+            text += (f"; at your warning threshold ({threshold:.0%}) the malignancy warning fired for "
+                     f"{row['melanoma']:.0%} of melanomas, and also for {row['benign']:.0%} of benign lesions")
+        return text + "."
+    return "No figures on held-out images are recorded for these models."
+
+
+def about_html(engine: EnsembleEngine | None, models_dir: Path | None = None, error: str = "",
+               threshold: float = 0.30, unvalidated: str = "") -> str:
+    """The About box in plain language; `technical_html` holds the detail."""
+    esc = html.escape
+    if engine is None:
+        models = (f"<p><b>No models are loaded</b>{' from ' + esc(str(models_dir)) if models_dir else ''}, so no "
+                  f"image can be analysed.{' ' + esc(error) if error else ''}</p>")
+    else:
+        man = engine.ensemble.manifest
+        n = len(engine.ensemble.members)
+        metrics = man["metrics"] if isinstance(man.get("metrics"), dict) else {}
+        licence = man.get("licence") or engine.ensemble.members[0].manifest.get("licence") or "not stated"
+        models = (
+            f"<p><b>Models in use:</b> {esc(engine.version)}, "
+            f"{'one network' if n == 1 else ('two networks' if n == 2 else f'{n} networks')}"
+            f"{'' if n == 1 else ' whose answers are averaged'}.</p>"
+            + (f"<p style='color:#c62828'><b>{esc(unvalidated)}</b></p>" if unvalidated else "")
+            + f"<p>{esc(_figures_sentence(metrics, threshold))}</p>"
+            f"<p>The shipped models learned from the HAM10000 images (Vienna, Austria and Queensland, Australia): "
+            f"mostly fair-skinned adults. Licence of the models: {esc(str(licence))}"
+            + (f" {esc(MODELS_LICENCE_NOTE)}" if "BY-NC" in str(licence) else "") + "</p>")
     return (
         f"<h3>Lesion Desktop {esc_version()}</h3>"
-        f"<p>Decision support for dermoscopy images of skin lesions: an ensemble of convolutional networks "
-        f"estimates the probabilities of seven diagnoses (HAM10000 classes).</p>"
-        f"<p style='color:#c62828'><b>{html.escape(DISCLAIMER)}</b></p>"
+        "<p>Lesion Desktop gives a second look at a dermoscopy image of a skin lesion. It estimates how likely "
+        "seven common diagnoses are (melanoma, basal cell carcinoma, actinic keratosis / intraepithelial "
+        "carcinoma, naevus, benign keratosis, dermatofibroma and vascular lesion), and warns when the malignant "
+        "ones together are likely.</p>"
+        f"<p style='color:#c62828'><b>{esc(DISCLAIMER)}</b></p>"
+        + models
+        + f"<p><b>Runs on:</b> {esc(device_text(engine))} ({esc(edition_name())}).</p>"
+        "<p>Images and results stay on this computer: the program makes no network connection.</p>"
+        "<p>How to use it, and what it cannot do: <b>Help &gt; Instructions for use</b> (F1). The networks, "
+        "their measured figures and their training: <b>Technical details</b>.</p>"
+        f"<p><small>Software licence: MIT. Third-party software in this program and its licences: "
+        f"{esc(licences_location())}</small></p>"
+    )
+
+
+def technical_html(engine: EnsembleEngine | None, models_dir: Path | None = None, error: str = "") -> str:
+    """The ML detail behind the About box: edition, device, members, figures with intervals, warning rates."""
+    return (
         f"<p><b>Edition:</b> {html.escape(edition_name())}<br/>"
         f"<b>Device in use:</b> {html.escape(device_text(engine))}"
         + (f"<br/>{html.escape(engine.device_note)}" if engine is not None and engine.device_note else "")
         + "</p>"
         + models_html(engine, models_dir, error)
-        + f"<p><small>Third-party software in this program and its licences: {html.escape(licences_location())}"
-          "</small></p>"
-        + "<p><small>Software licence: MIT. No data leaves this computer: the program makes no network "
-          "connections.</small></p>"
     )
 
 

@@ -23,6 +23,7 @@ class Actions:
     history: QAction
     settings: QAction
     retrain: QAction
+    instructions: QAction
     about: QAction
 
 
@@ -65,7 +66,9 @@ def build_actions(win: QMainWindow, history_toggle: QAction) -> Actions:
         history=history_toggle,
         settings=_action(win, "&Settings…", Std.Preferences, "Ctrl+,", icon=sp.SP_FileDialogDetailedView),
         retrain=_action(win, "&Retrain models…", tip="Fine-tune new models on your own data"),
-        about=_action(win, "&About Lesion Desktop", Std.HelpContents, "F1"),
+        instructions=_action(win, "&Instructions for use", Std.HelpContents, "F1",
+                             tip="What the program is for and not for, and how to read its results"),
+        about=_action(win, "&About Lesion Desktop", tip="Version, models in use and their figures"),
     )
 
 
@@ -81,6 +84,7 @@ def build_menus(win: QMainWindow, a: Actions) -> QToolBar:
     tools.addAction(a.settings)
     tools.addAction(a.retrain)
     help_menu = bar.addMenu("&Help")
+    help_menu.addAction(a.instructions)
     help_menu.addAction(a.about)
     tb = QToolBar("Main toolbar", win)
     tb.setObjectName("mainToolbar")

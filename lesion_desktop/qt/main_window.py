@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QScrollArea,
     QSplitter,
@@ -50,6 +49,7 @@ from lesion_desktop.store import ModelStore, unvalidated_note
 
 if TYPE_CHECKING:  # both need PyTorch, which the lite edition does not ship
     from lesion_desktop.inference import Engine as EnsembleEngine
+    from lesion_desktop.qt.help import AboutDialog, InstructionsDialog
     from lesion_desktop.qt.retrain_dialog import RetrainDialog
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class MainWindow(QMainWindow):
         a.settings.triggered.connect(self.open_settings)
         a.retrain.triggered.connect(self.open_retrain)
         a.about.triggered.connect(self.show_about)
+        a.instructions.triggered.connect(self.show_instructions)
         if is_lite():  # retraining needs PyTorch: the full edition's (heat-maps come from the graphs)
             a.retrain.setVisible(False)
 
@@ -199,8 +200,11 @@ class MainWindow(QMainWindow):
     def open_retrain(self) -> RetrainDialog:
         return self.dialogs.open_retrain()
 
-    def show_about(self) -> QMessageBox:
+    def show_about(self) -> AboutDialog:
         return self.dialogs.show_about()
+
+    def show_instructions(self) -> InstructionsDialog:
+        return self.dialogs.show_instructions()
 
     # ---- models -------------------------------------------------------------------------------------
     @property

@@ -13,9 +13,11 @@ from PySide6.QtWidgets import QMessageBox
 
 from lesion_desktop.edition import is_lite
 from lesion_desktop.errors import BundleError
-from lesion_desktop.qt.about import about_html, models_html
+from lesion_desktop.qt.about import about_html, models_html, technical_html
+from lesion_desktop.qt.help import AboutDialog, InstructionsDialog, open_dialog
 from lesion_desktop.qt.settings_dialog import SettingsDialog
 from lesion_desktop.settings import Settings
+from lesion_desktop.store import unvalidated_note
 
 if TYPE_CHECKING:
     from lesion_desktop.qt.main_window import MainWindow
@@ -28,7 +30,8 @@ class WindowDialogs(QObject):
         self.w = window
         self.settings_dialog: SettingsDialog | None = None
         self.retrain_dialog: RetrainDialog | None = None
-        self.about_box: QMessageBox | None = None
+        self.about_box: AboutDialog | None = None
+        self.instructions: InstructionsDialog | None = None
 
     def _models_html(self) -> str:
         return models_html(self.w.engine, self.w.models_dir(), self.w.holder.error)
@@ -103,15 +106,21 @@ class WindowDialogs(QObject):
         if self.settings_dialog is not None:
             self.settings_dialog.set_models_info(self._models_html(), self.w.model_store.has_previous())
 
-    def show_about(self) -> QMessageBox:
-        box = QMessageBox(self.w)
-        box.setWindowTitle("About Lesion Desktop")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        box.setText(about_html(self.w.engine, self.w.models_dir(), self.w.holder.error))
-        box.setIcon(QMessageBox.Icon.Information)
+    def show_about(self) -> AboutDialog:
+        w = self.w
+        path = w.engine.ensemble.path if w.engine is not None else None
+        box = AboutDialog(about_html(w.engine, w.models_dir(), w.holder.error, w.settings.warning_threshold,
+                                     unvalidated_note(path)),
+                          technical_html(w.engine, w.models_dir(), w.holder.error), w)
         self.about_box = box
-        box.open()
+        open_dialog(box)
         return box
+
+    def show_instructions(self) -> InstructionsDialog:
+        if self.instructions is None:
+            self.instructions = InstructionsDialog(self.w)
+        open_dialog(self.instructions)
+        return self.instructions
 
     def shutdown(self) -> None:
         if self.retrain_dialog is not None:
