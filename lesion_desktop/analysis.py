@@ -224,19 +224,22 @@ def analyse(progress: Progress, holder: EngineHolder, source: Path | bytes | np.
     pred = engine.predict_one(rgb)
     check_cancel(progress)
     progress.report(0.7, "Computing the heat-map…")
-    warnings = list(quality.warnings)
+    scope = engine.check_scope(rgb, pred)
+    warnings = [*([scope.warning] if not scope.in_scope else []), *quality.warnings]
     if engine.device_note:
         warnings.append(engine.device_note)
-    assessment = assess(pred.malignant_probability, pred.top_code, threshold, quality.warnings, "",
-                        model_warning_rates(engine))
+    assessment = assess(pred.malignant_probability, pred.top_code, threshold, quality.warnings,
+                        "" if scope.in_scope else scope.reason, model_warning_rates(engine))
     # The heat-map shows the warned malignant class when the warning fires, else the top class.
     focus = _focus_class(pred.probabilities, assessment)
     heat = engine.heatmap(rgb, pred, focus)
     details = _details(engine, pred, quality, threshold, assessment, focus)
+    details["scope"] = _scope_details(scope, engine)
     try:
         record = store.add(rgb, pred.probabilities, source_name=source_name, source_path=source_path,
                            model_version=engine.version, warnings=warnings, details=details,
-                           preprocessed=pred.preprocessed, heatmap=heat)
+                           preprocessed=pred.preprocessed, heatmap=heat,
+                           original=None if isinstance(source, np.ndarray) else source)  # kept byte for byte
     except (sqlite3.Error, OSError) as e:
         # The result matters more than the history entry: show it, and say it was not saved.
         log.exception("Could not save the result in the history")
