@@ -82,6 +82,16 @@ class Settings:
     camera_video: str = field(default="", metadata=_meta(
         "Video file instead of a camera", "For demonstrations: a video file played as if it were the "
         "camera. Leave empty to use the camera.", group="Camera", kind="file"))
+    clinician: str = field(default="", metadata=_meta(
+        "Clinician", "Your name, printed on reports and stored beside your assessments.", group="Records"))
+    follow_up_alert_points: float = field(default=10.0, metadata=_meta(
+        "Follow-up alert (points)", "A lesion's timeline and its report show a clear note when the malignant "
+        "classes' combined probability rose by more than this many percentage points since the examination "
+        "it is compared with.", group="Records", minimum=1, maximum=50, step=1, decimals=0))
+    retention_years: int = field(default=0, metadata=_meta(
+        "Keep examinations for (years)", "0 keeps everything. Otherwise File > Apply retention period deletes "
+        "examinations older than this, with their images, after a confirmation that says how many.",
+        group="Records", minimum=0, maximum=100))
 
 
 def settings_path() -> Path:
