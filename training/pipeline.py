@@ -10,6 +10,7 @@ as unvalidated.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from training.metrics import evaluate, paired_intervals
 from training.progress import Progress, ScaledProgress, check_cancel
 from training.splits import load_split
 from training.trainer import TrainConfig, train
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class RetrainConfig:
     seed: int = 0
     half_weights: bool = False
     command: str = ""
+    export_onnx: bool = True  # graphs beside the weights, so the candidate runs on ONNX Runtime on a CPU
 
 
 # Below these, the compared images cannot judge the candidate, whatever the intervals say.
@@ -247,6 +251,8 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
         training={"command": cfg.command, "data": cfg.data, "architectures": cfg.architectures,
                   "seconds": round(time.time() - t0, 1)},
     )
+    if cfg.export_onnx:
+        _export_graphs(built.path, progress)
     comparison = None
     if active_dir is not None:
         if progress is not None:
@@ -256,6 +262,22 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
         progress.report(1.0, "Retraining finished; review the reports before installing")
     return RetrainResult(built.path, built.val_metrics, built.test_metrics, comparison, member_metrics,
                          time.time() - t0)
+
+
+def _export_graphs(ensemble_dir: Path, progress: Progress | None) -> None:
+    """Export the candidate's members to ONNX now, so the app never exports at start; a failure is not fatal:
+    a member without a graph runs on PyTorch (slower on a CPU), and the log says why."""
+    from lesion_desktop.inference.export import export_member
+    from lesion_desktop.manifest import validate_ensemble
+
+    for member in validate_ensemble(ensemble_dir).members:
+        check_cancel(progress)
+        if progress is not None:
+            progress.report(0.94, f"Preparing {member.architecture} for fast CPU inference (ONNX export)")
+        try:
+            export_member(member.path)
+        except Exception:  # an architecture the exporter cannot handle must not lose the trained candidate
+            log.warning("ONNX export of %s failed; it will run on PyTorch", member.path, exc_info=True)
 
 
 def _compare_with_active(built: BuiltEnsemble, active_dir: Path, data: str, split_file: Path, cache_dir: Path,
