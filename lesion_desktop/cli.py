@@ -174,12 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lesion-desktop", formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="lesion-desktop [gui] [IMAGE] [--open PATH] [--models DIR] [--screenshot OUT] [--quit-after-result]"
               " [--size WxH]\n       lesion-desktop classify PATH... --output CSV [--models DIR] [--device DEVICE]"
-              " [--tta] [--backend {auto,torch,onnx}]",
+              " [--tta] [--backend {auto,torch,onnx}]\n       lesion-desktop export OUTPUT_DIR [--patient ID]",
         description="Skin-lesion decision support for dermoscopy images (not a diagnosis).\n"
                     "With no command, or with 'gui', it starts the desktop application with the options below.",
         epilog="commands:\n"
                "  gui        start the desktop application (the default); takes the options above\n"
-               "  classify   classify images or folders into a CSV (lesion-desktop classify --help)\n\n"
+               "  classify   classify images or folders into a CSV (lesion-desktop classify --help)\n"
+               "  export     export the records: CSV, original images, training set (lesion-desktop export --help)"
+               "\n\n"
                + _GUI_EPILOG)
     add_gui_options(p)
     return p
@@ -225,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     """`classify` runs here. Anything else is the application's options: they are checked (and --help
     answered) here, then GUI_REQUESTED tells lesion_desktop.__main__ to start Qt; the CLI never imports Qt."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export"]:  # the clinic records (issue 15): no models, no Qt
+        from lesion_desktop.export import export_parser, run_export_command
+
+        return run_export_command(export_parser().parse_args(argv[1:]))
     if argv[:1] != ["classify"]:
         if argv[:1] == ["gui"]:
             parse_gui_args(argv[1:], prog="lesion-desktop gui")
