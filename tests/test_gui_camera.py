@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
 
 from lesion_desktop.imageio import load_image
 from lesion_desktop.settings import Settings
@@ -134,3 +135,73 @@ def test_no_camera_gives_a_clear_message(qtbot, make_window, tiny_models, tmp_pa
     assert "No camera image yet" in w.message_bar.text()
     w.actions_.camera.trigger()  # stop
     assert w.camera is None and w.live_view.isHidden()
+
+
+def test_space_captures_only_while_the_camera_is_on(qtbot, make_window):
+    """Space in the history list (or anywhere) must not start the camera; while the camera runs, it captures."""
+    from lesion_desktop.qt.history_panel import HistoryPanel
+
+    cam = FakeCamera(_ham_images(3))
+    w = make_window(camera_source=lambda settings: cam)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    lists = [c for c in w.history.findChildren(QWidget) if c.focusPolicy() != Qt.FocusPolicy.NoFocus]
+    assert isinstance(w.history, HistoryPanel) and lists
+    target = lists[0]
+    target.setFocus()
+    qtbot.keyClick(target, Qt.Key.Key_Space)
+    qtbot.wait(50)
+    assert w.camera is None and cam.opens == 0 and w.idle and w.history.record_ids() == []
+    w.set_camera_on(True)
+    qtbot.waitUntil(lambda: w.live_frame is not None, timeout=10000)
+    target.setFocus()
+    with qtbot.waitSignal(w.result_shown, timeout=30000) as blocker:
+        qtbot.keyClick(target, Qt.Key.Key_Space)
+    assert blocker.args[0].record.source_name.startswith("Camera capture")
+    w.actions_.camera.trigger()  # off again: Space is the list's once more
+    assert w.camera is None and not w.space_capture.isEnabled()
+    w.close()
+
+
+def test_live_preview_is_large_enough_to_focus_and_says_how_sharp(qtbot, make_window):
+    """At 1024x768 with the history open, the preview is the largest picture, zoomable, with a sharpness figure."""
+    frames = _ham_images(3)
+    big = [cv2.resize(f, (640, 480)) for f in frames]
+    blurred = [cv2.GaussianBlur(f, (0, 0), 8) for f in big]
+    cam = FakeCamera(big)
+    w = make_window(camera_source=lambda settings: cam)
+    w.resize(1024, 768)
+    w.show()
+    qtbot.waitExposed(w)
+    w.set_camera_on(True)
+    qtbot.waitUntil(lambda: w.live_frame is not None, timeout=10000)
+    qtbot.waitUntil(lambda: w.live_view.picture_rect().width() > 300)
+    live = w.live_view.picture_rect()
+    assert live.width() >= 380, live
+    assert live.width() > 1.5 * w.image_view.picture_rect().width() or not w.image_view.has_image()
+    assert "in focus" in w.live_view.caption and "Sharpness" in w.live_view.caption
+    w.live_view.zoom_at(4.0)
+    cam.frames = blurred
+    qtbot.waitUntil(lambda: "blurred" in w.live_view.caption, timeout=10000)
+    assert w.live_view.zoom() == 4.0  # new frames keep the zoom the user set to check the focus
+    # under the preview, the captured image and its heat-map side by side: narrow, their captions wrap, never cut
+    with qtbot.waitSignal(w.result_shown, timeout=30000):
+        w.capture()
+    assert not w.view_grid.stacked()
+    for view in (w.image_view, w.input_view):
+        assert view.has_image() and not view.caption_cut(), view.caption
+    w.input_view.set_image(w.current.preprocessed, "Heat-map for Actinic keratosis / intraepithelial carcinoma (akiec)")
+    assert not w.input_view.caption_cut()
+    w.close()
+
+
+def test_camera_messages_go_when_the_camera_stops(qtbot, make_window):
+    cam = FakeCamera(_ham_images(3))
+    w = make_window(camera_source=lambda settings: cam)
+    w.capture()  # camera off: starts it and says how to capture
+    assert "Starting the camera" in w.message_bar.text()
+    qtbot.waitUntil(lambda: w.live_frame is not None, timeout=10000)
+    assert "Camera on" in w.message_bar.text()  # the start message replaced by the news, not left standing
+    w.actions_.camera.trigger()
+    assert w.camera is None and w.message_bar.text() == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -15,10 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QByteArray, QMimeData, QSettings, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QPixmap
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+    QPixmap,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QProgressBar,
@@ -28,9 +37,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lesion_desktop.analysis import Analysis, EngineHolder, analyse, load_models, reopen
+from lesion_desktop.analysis import (
+    OUT_OF_SCOPE,
+    Analysis,
+    Assessment,
+    EngineHolder,
+    analyse,
+    assess_record,
+    load_models,
+    mark_shown_anyway,
+    model_warning_rates,
+    reopen,
+)
+from lesion_desktop.classes import CLASS_CODES, CLASSES
 from lesion_desktop.edition import is_lite
-from lesion_desktop.imageio import IMAGE_SUFFIXES
+from lesion_desktop.imageio import BLUR_THRESHOLD, IMAGE_SUFFIXES, quality_check
 from lesion_desktop.paths import active_models_dir, config_dir, model_store_dir
 from lesion_desktop.qt.about import DISCLAIMER, device_text
 from lesion_desktop.qt.actions import build_actions, build_menus
@@ -40,10 +61,10 @@ from lesion_desktop.qt.imaging import qimage_to_rgb
 from lesion_desktop.qt.report_pdf import write_report
 from lesion_desktop.qt.result_panel import ResultPanel
 from lesion_desktop.qt.settings_dialog import SettingsDialog
-from lesion_desktop.qt.widgets import ImageView, MessageBar
+from lesion_desktop.qt.widgets import HeatmapBar, ImageView, MessageBar, ViewGrid, class_label
 from lesion_desktop.qt.window_dialogs import WindowDialogs
 from lesion_desktop.qt.workers import Worker, WorkerRunner
-from lesion_desktop.records import RecordStore
+from lesion_desktop.records import Record, RecordStore
 from lesion_desktop.settings import Settings, load_settings, save_settings
 from lesion_desktop.store import ModelStore, unvalidated_note
 
@@ -79,6 +100,10 @@ class MainWindow(QMainWindow):
         self.holder = EngineHolder()
         self.runner = WorkerRunner(1, self)
         self.current: Analysis | None = None
+        self.assessment: Assessment | None = None  # the shown result's, from analysis.assess_record
+        self.heatmap_index = 0  # the class whose heat-map is shown
+        self._awaiting = False  # an image was queued and its result (or error) has not come yet
+        self._camera_message = ""  # the camera's last line in the message bar, dismissed when it stops
         self.camera: CameraThread | None = None
         self.live_frame: np.ndarray | None = None
         self.dialogs = WindowDialogs(self)
@@ -116,6 +141,13 @@ class MainWindow(QMainWindow):
         a.settings.triggered.connect(self.open_settings)
         a.retrain.triggered.connect(self.open_retrain)
         a.about.triggered.connect(self.show_about)
+        # Space captures only while the camera is on; otherwise it belongs to the focused widget (the history).
+        space = QKeySequence(Qt.Key.Key_Space)
+        a.capture.setShortcuts([k for k in a.capture.shortcuts() if k != space])
+        self.space_capture = QShortcut(space, self)
+        self.space_capture.setContext(Qt.ShortcutContext.WindowShortcut)
+        self.space_capture.setEnabled(False)
+        self.space_capture.activated.connect(self.capture)
         a.instructions.triggered.connect(self.show_instructions)
         if is_lite():  # retraining needs PyTorch: the full edition's (heat-maps come from the graphs)
             a.retrain.setVisible(False)
@@ -134,17 +166,28 @@ class MainWindow(QMainWindow):
         self.unvalidated_banner.setStyleSheet("QLabel#unvalidatedBanner {background:#c62828; color:white; "
                                               "font-weight:bold; padding:8px; border-radius:4px;}")
         self.unvalidated_banner.hide()
-        self.live_view = ImageView("Camera preview")
+        self.live_view = ImageView(self.tr("Camera preview"))
+        self.live_view.setAccessibleName(self.tr("Live camera preview"))
         self.live_view.hide()
-        self.image_view = ImageView("Open an image (Ctrl+O), drop one here, paste one (Ctrl+V) or start the "
-                                    "camera (Ctrl+L).")
-        self.input_view = ImageView("The network input (preprocessed image) appears here.")
+        self._image_placeholder = self.tr("Open an image (Ctrl+O), drop one here, paste one (Ctrl+V) or start the "
+                                          "camera (Ctrl+L).")
+        self.image_view = ImageView(self._image_placeholder)
+        self.image_view.setAccessibleName(self.tr("Image"))
+        self.input_view = ImageView(self.tr("The network input (what the models see) and its heat-map appear here."))
+        self.input_view.setAccessibleName(self.tr("Network input and heat-map"))
+        # Side by side or stacked, whichever shows them larger; under a running camera's (larger) preview.
+        self.view_grid = ViewGrid([self.image_view, self.input_view])
+        self.heatmap_bar = HeatmapBar()
+        self.heatmap_bar.class_chosen.connect(self.set_heatmap_class)
+        self.heatmap_bar.hide()
         views = QWidget()
-        vl = QHBoxLayout(views)
+        vl = QVBoxLayout(views)
         vl.setContentsMargins(0, 0, 0, 0)
-        for v in (self.live_view, self.image_view, self.input_view):
-            vl.addWidget(v)
+        vl.addWidget(self.live_view, 3)
+        vl.addWidget(self.view_grid, 2)
+        vl.addWidget(self.heatmap_bar)
         self.result_panel = ResultPanel()
+        self.result_panel.show_anyway_requested.connect(self.show_anyway)
         scroll = QScrollArea()
         scroll.setWidget(self.result_panel)
         scroll.setWidgetResizable(True)
@@ -157,7 +200,7 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setChildrenCollapsible(False)
-        splitter.setSizes([700, 440])
+        splitter.setSizes([640, 360])
         central = QWidget()
         cl = QVBoxLayout(central)
         cl.addWidget(self.disclaimer)
@@ -225,10 +268,26 @@ class MainWindow(QMainWindow):
         self.device_label.setText("")
         explicit = self.models_dir_override or (Path(s.models_dir) if s.models_dir else None)
         worker = Worker(load_models, self.holder, explicit, s.device, s.tta, name="load models")
+        self._show_idle_status(self.tr("Loading the models…"))
+        self.image_view.set_placeholder(self.tr("Loading the models… You can already open an image: it is analysed "
+                                                "as soon as they are ready."))
+        worker.signals.progress.connect(self._on_load_progress)
         self._start(worker, self._on_engine_loaded, self._on_engine_failed)
+
+    def _show_idle_status(self, text: str) -> None:
+        """What the program is doing, where the result goes, while there is no result to show or await."""
+        if self.current is None and not self._awaiting and not self._closed:
+            self.result_panel.show_status(text)
+
+    def _on_load_progress(self, _fraction: float, message: str) -> None:
+        self._show_idle_status(message)
 
     def _on_engine_loaded(self, engine: EnsembleEngine) -> None:
         self._update_status_labels()
+        self.image_view.set_placeholder(self._image_placeholder)
+        self._show_idle_status(self.tr("No image analysed yet."))
+        if self.message_bar.text().startswith("Could not load the models"):
+            self.message_bar.dismiss()  # an earlier load's error no longer holds
         notes = [*self.holder.notes, *([engine.device_note] if engine.device_note else [])]
         if notes:
             self.message_bar.show_message(" ".join(notes), "warning")
@@ -237,6 +296,8 @@ class MainWindow(QMainWindow):
 
     def _on_engine_failed(self, message: str) -> None:
         self._update_status_labels()
+        self.image_view.set_placeholder(self._image_placeholder)
+        self._show_idle_status(self.tr("No models are loaded, so no image can be analysed (see the message above)."))
         self.show_error(message)
         self.engine_changed.emit()
 
@@ -292,8 +353,17 @@ class MainWindow(QMainWindow):
     def classify(self, source: Path | bytes | np.ndarray, name: str) -> None:
         """Queue one image (file, encoded bytes or RGB array) for analysis."""
         self._seq += 1
-        self.result_panel.show_busy(f"Analysing {name}…")
+        self._awaiting = True
+        # The previous result goes: nothing of it may pass for the new image's.
+        self.current = self.assessment = None
+        busy = self.tr("Analysing {name}…").format(name=name)
+        self.result_panel.show_busy(busy)
+        self.image_view.set_dimmed(True)  # until the new image arrives
+        self.input_view.set_image(None)
+        self.input_view.set_placeholder(busy)
+        self.heatmap_bar.hide()
         self.message_bar.dismiss()
+        self.statusBar().showMessage(busy)
         worker = Worker(analyse, self.holder, source, source_name=name, store=self.store,
                         threshold=self.settings.warning_threshold, seq=self._seq, name="analyse")
         self._start(worker, self._on_analysis, self._on_analysis_failed, self._on_analysis_partial)
@@ -346,8 +416,12 @@ class MainWindow(QMainWindow):
     # ---- results ------------------------------------------------------------------------------------
     def _on_analysis_partial(self, value: Any) -> None:
         if isinstance(value, dict) and value.get("seq") == self._seq and isinstance(value.get("image"), np.ndarray):
-            self.image_view.set_image(value["image"], value.get("name", ""))
+            self.image_view.set_image(value["image"], self._image_caption(value.get("name", ""), value["image"]))
             self.input_view.set_image(None)
+
+    @staticmethod
+    def _image_caption(name: str, image: np.ndarray) -> str:
+        return f"{name}\n{image.shape[1]}×{image.shape[0]} px"
 
     def _on_analysis(self, analysis: Analysis) -> None:
         self.history.refresh(select_id=analysis.record.id)
@@ -355,39 +429,98 @@ class MainWindow(QMainWindow):
             self.show_analysis(analysis)
 
     def _on_analysis_failed(self, message: str) -> None:
+        """The error replaces the result: no earlier result stays on screen as if it were this image's."""
+        self._awaiting = False
+        self.current = self.assessment = None
         self.show_error(message)
-        if self.current is not None:
-            self.show_analysis(self.current)
-        else:
-            self.result_panel.clear()
-            self.image_view.set_image(None)
+        self.result_panel.clear(self.tr("No result: the image could not be analysed (see the message above)."))
+        self.image_view.set_image(None)
+        self.input_view.set_image(None)
+        self.input_view.set_placeholder(self.tr("No result."))
+        self.heatmap_bar.hide()
+
+    def rates_for(self, record: Record) -> list[dict[str, Any]] | None:
+        """The active models' measured warning rates, when they are the models that made `record`."""
+        engine = self.engine
+        if engine is None or record.model_version != engine.version:
+            return None
+        return model_warning_rates(engine)
 
     def show_analysis(self, analysis: Analysis) -> None:
+        again = analysis is self.current  # shown again (a setting changed): keep the zoom and the heat-map class
+        if analysis.seq == self._seq:
+            self._awaiting = False
         self.current = analysis
         rec = analysis.record
-        self.image_view.set_image(analysis.image, f"{rec.source_name} ({analysis.image.shape[1]}×"
-                                                  f"{analysis.image.shape[0]} px)")
+        self.image_view.set_image(analysis.image, self._image_caption(rec.source_name, analysis.image), keep_view=again)
+        # The wording comes only from analysis.assess_record, as in the PDF and the command line.
+        self.assessment = assess_record(rec, self.settings.warning_threshold, self.rates_for(rec))
+        if not again:
+            self.input_view.reset_view()
+            code = str(rec.details.get("heatmap_class") or rec.top_code)
+            self.heatmap_index = CLASS_CODES.index(code) if code in CLASS_CODES else rec.top_index
+        self.result_panel.show_record(rec, self.assessment)
         self._show_input_view()
-        stored = float(rec.details.get("threshold", self.settings.warning_threshold))
-        # Whichever threshold is stricter: a result never loses its warning because settings changed.
-        self.result_panel.show_record(rec, min(stored, self.settings.warning_threshold))
-        self.statusBar().showMessage(f"{rec.source_name}: {rec.top_name} ({rec.probabilities.max():.0%})", 10000)
+        if self.assessment.level == OUT_OF_SCOPE:
+            status = self.tr("{name}: not analysed (out of scope)").format(name=rec.source_name)
+        else:
+            status = (f"{rec.source_name}: {class_label(CLASSES[rec.top_index])} {rec.probabilities.max():.0%}"
+                      + ("" if self.assessment.reassures else f" · {self.assessment.headline}"))
+        self.statusBar().showMessage(status, 10000)
         self.result_shown.emit(analysis)
+
+    def show_anyway(self) -> None:
+        """The user asks to see the diagnosis of an image the scope check refused: mark the record, then show it."""
+        a = self.current
+        if a is None or self.assessment is None or self.assessment.level != OUT_OF_SCOPE:
+            return
+        try:
+            mark_shown_anyway(self.store, a)
+        except (sqlite3.Error, OSError) as e:
+            log.exception("Marking the record as shown anyway failed")
+            self.show_error(self.tr("The history entry could not be marked as shown anyway: {e}").format(e=e))
+        self.show_analysis(a)
+        self.history.refresh(select_id=a.record.id)
+
+    def shown_heatmap(self) -> tuple[np.ndarray | None, bool]:
+        """The heat-map for the chosen class and whether the class can be chosen (every class's map is at hand)."""
+        a = self.current
+        if a is None:
+            return None, False
+        if a.cams is not None and len(a.cams) == len(CLASSES):
+            return a.cams[self.heatmap_index], True
+        # Only the stored map (reopened from the history, or models that give one class's map): its class.
+        code = str(a.record.details.get("heatmap_class") or a.record.top_code)
+        self.heatmap_index = CLASS_CODES.index(code) if code in CLASS_CODES else a.record.top_index
+        return a.heatmap, False
 
     def _show_input_view(self) -> None:
         a = self.current
         if a is None or a.preprocessed is None:
             self.input_view.set_image(None)
+            self.heatmap_bar.hide()
             return
         h, w = a.preprocessed.shape[:2]
-        if self.actions_.heatmap.isChecked() and a.heatmap is not None:
+        heat, choosable = self.shown_heatmap()
+        out_of_scope = self.assessment is not None and self.assessment.level == OUT_OF_SCOPE
+        if self.actions_.heatmap.isChecked() and heat is not None and not out_of_scope:
             from lesion_desktop.heatmap import overlay
 
-            code = a.record.details.get("heatmap_class", a.record.top_code)
-            self.input_view.set_image(overlay(a.preprocessed, a.heatmap, self.settings.heatmap_opacity),
-                                      f"Heat-map for {code} on the network input ({w}×{h})")
+            name = class_label(CLASSES[self.heatmap_index])
+            self.input_view.set_image(overlay(a.preprocessed, heat, self.settings.heatmap_opacity),
+                                      self.tr("Heat-map for {cls}\nnetwork input, {w}×{h} px").format(
+                                          cls=name, w=w, h=h), keep_view=True)
+            note = "" if choosable else self.tr("Only the heat-map for {cls} is kept for this result.").format(cls=name)
+            self.heatmap_bar.set_state(self.heatmap_index, choosable, note)
+            self.heatmap_bar.show()
         else:
-            self.input_view.set_image(a.preprocessed, f"Network input: what the models see ({w}×{h})")
+            self.input_view.set_image(a.preprocessed, self.tr("Network input: what the models see\n{w}×{h} px").format(
+                w=w, h=h), keep_view=True)
+            self.heatmap_bar.hide()
+
+    def set_heatmap_class(self, index: int) -> None:
+        self.heatmap_index = int(index)
+        self._show_input_view()
 
     def set_heatmap_visible(self, on: bool) -> None:
         if on != self.settings.show_heatmap:
@@ -417,8 +550,10 @@ class MainWindow(QMainWindow):
                 return None
             path = Path(chosen)
         try:
-            write_report(path, a.record, a.image, a.preprocessed, a.heatmap, self.settings.warning_threshold,
-                         self.settings.heatmap_opacity)
+            heat, _ = self.shown_heatmap()
+            write_report(path, a.record, a.image, a.preprocessed, heat, self.settings.warning_threshold,
+                         self.settings.heatmap_opacity, rates=self.rates_for(a.record),
+                         heatmap_code=CLASS_CODES[self.heatmap_index])
         except OSError as e:
             log.exception("PDF export failed")
             self.show_error(f"Could not write the report {path}: {e}")
@@ -432,8 +567,9 @@ class MainWindow(QMainWindow):
             self.camera = CameraThread(self.camera_source(self.settings), retry_s=self.camera_retry_s, parent=self)
             self.camera.frame_ready.connect(self._on_frame)
             self.camera.status_changed.connect(self._on_camera_status)
-            self.live_view.set_image(None, "Starting the camera…")
+            self.live_view.set_image(None, self.tr("Starting the camera…"))
             self.live_view.show()
+            self.space_capture.setEnabled(True)
             self.camera.start()
         elif not on and self.camera is not None:
             self.stop_camera()
@@ -447,33 +583,46 @@ class MainWindow(QMainWindow):
             self.camera = None
         self.live_frame = None
         self.live_view.hide()
+        self.space_capture.setEnabled(False)
+        if self._camera_message and self.message_bar.text() == self._camera_message:
+            self.message_bar.dismiss()  # camera news is stale once the camera is off
+        self._camera_message = ""
         self.actions_.camera.setChecked(False)
 
     def _on_frame(self, frame: np.ndarray) -> None:
         if self.camera is None:
             return
         self.live_frame = frame
-        self.live_view.set_image(frame, f"Live: {self.camera.source.description} ({frame.shape[1]}×{frame.shape[0]})")
+        # A focus aid for the dermatoscope: the same sharpness measure the quality check uses.
+        sharp = quality_check(frame).sharpness
+        focus = self.tr("in focus") if sharp >= BLUR_THRESHOLD else self.tr("blurred: adjust the focus")
+        self.live_view.set_image(frame, self.tr("Live: {source} ({w}×{h}) · Space captures\nSharpness {s}: {focus}")
+                                 .format(source=self.camera.source.description, w=frame.shape[1], h=frame.shape[0],
+                                         s=f"{sharp:.0f}", focus=focus), keep_view=True)
         self.camera.frame_consumed()
+
+    def _camera_says(self, message: str, level: str) -> None:
+        self._camera_message = message
+        self.message_bar.show_message(message, level)
 
     def _on_camera_status(self, state: str, message: str) -> None:
         if state == "live":
-            if self.message_bar.level in ("error", "warning"):
-                self.message_bar.show_message(message, "info")
+            if self.message_bar.level in ("error", "warning") or self.message_bar.text() == self._camera_message:
+                self._camera_says(message, "info")
             self.statusBar().showMessage(message, 5000)
         else:
             self.live_frame = None
             self.live_view.set_image(None, message)
-            self.message_bar.show_message(message, "warning")
+            self._camera_says(message, "warning")
 
     def capture(self) -> None:
         if self.camera is None:
             self.set_camera_on(True)
-            self.message_bar.show_message("Starting the camera: press Capture (Space) again when the lesion is in "
-                                          "view.", "info")
+            self._camera_says(self.tr("Starting the camera: press Capture (Space) again when the lesion is in view "
+                                      "and in focus."), "info")
             return
         if self.live_frame is None:
-            self.message_bar.show_message("No camera image yet; wait for the preview.", "warning")
+            self._camera_says(self.tr("No camera image yet; wait for the preview."), "warning")
             return
         self.classify(self.live_frame.copy(), f"Camera capture {_dt.datetime.now():%Y-%m-%d %H:%M:%S}")
 

@@ -6,17 +6,20 @@ application's fonts, which are safest on the thread that owns them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QMarginsF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPageLayout, QPageSize, QPainter, QPdfWriter, QPen
 
 from lesion_desktop import __version__
-from lesion_desktop.classes import CLASSES, MALIGNANT_CODES
+from lesion_desktop.analysis import OUT_OF_SCOPE, assess_record
+from lesion_desktop.classes import CLASSES, by_code
 from lesion_desktop.qt.about import DISCLAIMER
 from lesion_desktop.qt.imaging import to_qimage
-from lesion_desktop.qt.result_panel import agreement_text, risk_summary, risk_warning
+from lesion_desktop.qt.result_panel import agreement_text, scope_note
 from lesion_desktop.qt.widgets import BENIGN_COLOUR, MALIGNANT_COLOUR
 from lesion_desktop.records import Record
 
@@ -74,8 +77,15 @@ def _draw_image(p: QPainter, rgb: np.ndarray, box: QRectF, caption: str) -> floa
 
 
 def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np.ndarray | None,
-                 heatmap: np.ndarray | None, threshold: float, opacity: float = 0.45) -> Path:
-    """Write the report to `path` (A4, 150 dpi) and return it."""
+                 heatmap: np.ndarray | None, threshold: float, opacity: float = 0.45,
+                 rates: Sequence[Mapping[str, Any]] | None = None, heatmap_code: str | None = None) -> Path:
+    """Write the report to `path` (A4, 150 dpi) and return it.
+
+    `threshold` is the current setting: the wording comes from `analysis.assess_record`, as in the window,
+    with the same rule (the stricter of it and the result's own) and the models' measured `rates`.
+    """
+    assessment = assess_record(record, threshold, rates)
+    out_of_scope = assessment.level == OUT_OF_SCOPE
     path = Path(path)
     writer = QPdfWriter(str(path))
     writer.setResolution(150)
@@ -101,23 +111,30 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
         used = _draw_image(painter, image, QRectF(0, page.y, half, img_h), "Image")
         if preprocessed is not None:
             right = preprocessed
+            heatmap = None if out_of_scope else heatmap  # no diagnosis, so no evidence for one
             if heatmap is not None:  # never in the lite edition, which has no PyTorch for explain.py
                 from lesion_desktop.heatmap import overlay
 
                 right = overlay(preprocessed, heatmap, opacity)
-            cap = f"Grad-CAM for {CLASSES[record.top_index].name}" if heatmap is not None else "Network input"
+            code = heatmap_code or record.details.get("heatmap_class") or record.top_code
+            cap = f"Heat-map for {by_code(code).name}" if heatmap is not None else "Network input"
             used = max(used, _draw_image(painter, right, QRectF(page.width / 2 + 10, page.y, half, img_h), cap))
         page.y += used + 20
 
         top = CLASSES[record.top_index]
-        page.text(f"Most likely: {top.name} ({top.code}), {record.probabilities[record.top_index]:.1%}", 13, True)
-        warning = risk_warning(record.malignant_probability, threshold, record.top_code in MALIGNANT_CODES)
-        if warning:
-            page.boxed(warning, RED, fill=RED)
-        else:
-            page.text(risk_summary(record.malignant_probability, threshold), 10)
-        _draw_probabilities(painter, page, record.probabilities)
-        page.text(agreement_text(record.details, top.name), 10)
+        if assessment.level == OUT_OF_SCOPE:  # no diagnosis, as in the window
+            page.boxed(f"{assessment.headline}\n{assessment.text}", RED)
+        elif assessment.reassures:
+            page.text(f"Most likely: {top.name} ({top.code}), {record.probabilities[record.top_index]:.1%}", 13, True)
+            page.text(assessment.text, 10)
+        else:  # the warning (or a poor image's "cannot rule out") comes first, above the top label
+            page.boxed(f"{assessment.headline}\n{assessment.text}", RED, fill=RED, size=12)
+            page.text(f"Most likely: {top.name} ({top.code}), {record.probabilities[record.top_index]:.1%}", 11, True)
+        if not out_of_scope:
+            if scope_note(record):
+                page.text(scope_note(record), 10, bold=True, colour=RED)
+            _draw_probabilities(painter, page, record.probabilities)
+            page.text(agreement_text(record.details, top.name), 10)
         if record.warnings:
             page.text("Image quality and other warnings:", 10, bold=True, gap=0.1)
             for w in record.warnings:

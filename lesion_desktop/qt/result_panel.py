@@ -1,82 +1,120 @@
-"""The result: top diagnosis, the malignancy warning, all seven probabilities, agreement and quality.
+"""The result: what it says about malignancy first, then the top diagnosis, all seven probabilities, agreement, quality.
 
-The warning depends only on the combined probability of the malignant classes, never on which class
-is on top: a 40% melanoma risk under a "nevus" label is exactly what must not be hidden.
+The malignancy wording comes only from `lesion_desktop.analysis` (an `Assessment`), the same function the
+PDF report and the command line use, so they never disagree. When the warning fires, or the image is too
+poor to rule malignancy out, that alert is the largest thing on screen, above the top label: a 40% melanoma
+risk under a "nevus" label is exactly what must not be hidden. An image judged out of scope shows no
+diagnosis unless the user asks to see it anyway.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QCoreApplication, Qt, Signal
+from PySide6.QtWidgets import QFrame, QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from lesion_desktop.classes import CLASSES, MALIGNANT_CODES
+from lesion_desktop.analysis import CANNOT_RULE_OUT, OUT_OF_SCOPE, WARNING, Assessment
+from lesion_desktop.classes import CLASSES
 from lesion_desktop.qt.widgets import ProbabilityChart
 from lesion_desktop.records import Record
 
-_MALIGNANT_NAMES = ", ".join(c.name.split(" (")[0].split(" /")[0].lower() for c in CLASSES if c.malignant)
+# (background, text, border) of the alert box per assessment level
+_ALERT_STYLES = {
+    WARNING: ("#c62828", "white", "#8e0000"),
+    CANNOT_RULE_OUT: ("#c62828", "white", "#8e0000"),
+    OUT_OF_SCOPE: ("#fff4e5", "#4e2c00", "#e0a040"),
+}
 
 
-def risk_warning(malignant_probability: float, threshold: float, top_malignant: bool) -> str:
-    """The red warning text, or "" when the combined risk is below the threshold."""
-    if malignant_probability < threshold:
-        return ""
-    text = (f"⚠ Possible malignancy: {malignant_probability:.0%} combined probability of "
-            f"{_MALIGNANT_NAMES} (warning threshold {threshold:.0%}).")
-    if not top_malignant:
-        text += " The top label is benign, but the malignant risk is not negligible."
-    return text + " Refer for specialist assessment."
-
-
-def risk_summary(malignant_probability: float, threshold: float) -> str:
-    """The combined malignant probability stated even when it is low: the user sees what was checked."""
-    return (f"Malignant classes combined (mel + bcc + akiec): {malignant_probability:.1%}, below the "
-            f"{threshold:.0%} warning threshold.")
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("ResultPanel", text)
 
 
 def agreement_text(details: dict[str, Any], top_name: str) -> str:
     """How far the ensemble members agree, in words a clinician can weigh."""
     n = int(details.get("members_total", 0) or 0)
     if n <= 1:
-        return "Single model: no second opinion inside the ensemble."
+        return _tr("Single model: no second opinion inside the ensemble.")
     agreeing = round(float(details.get("agreement", 1.0)) * n)
     spread = float(details.get("spread", 0.0))
     if spread < 0.10:
-        degree = "closely"
+        degree = _tr("closely")
     elif spread < 0.25:
-        degree = "moderately"
+        degree = _tr("moderately")
     else:
-        degree = "widely; treat this result with extra caution"
-    if agreeing == n:
-        who = f"All {n} models put {top_name} first."
+        degree = _tr("widely; treat this result with extra caution")
+    if n == 2:
+        who = {2: _tr("Both models put {name} first."),
+               1: _tr("Only one of the two models puts {name} first."),
+               0: _tr("Neither model puts {name} first; only their average does.")}[min(max(agreeing, 0), 2)]
+    elif agreeing == n:
+        who = _tr("All {n} models put {name} first.")
     elif agreeing == 0:
-        who = f"No single model puts {top_name} first; only their average does."
+        who = _tr("No single model puts {name} first; only their average does.")
     else:
-        who = f"{agreeing} of {n} models put {top_name} first."
-    points = "less than 1 percentage point" if spread < 0.01 else f"up to {spread * 100:.0f} percentage points"
-    return f"{who} Their probabilities for it differ by {points}: they agree {degree}."
+        who = _tr("{k} of {n} models put {name} first.")
+    who = who.format(name=top_name, n=n, k=agreeing)
+    points = (_tr("less than 1 percentage point") if spread < 0.01
+              else _tr("up to {p} percentage points").format(p=f"{spread * 100:.0f}"))
+    return _tr("{who} Their probabilities for it differ by {points}: they agree {degree}.").format(
+        who=who, points=points, degree=degree)
+
+
+def scope_note(record: Record) -> str:
+    """For a result the scope check refused and the user chose to see anyway: say so, with the reason."""
+    d = record.details or {}
+    scope = d.get("scope") or {}
+    if scope.get("in_scope") is False and d.get("shown_anyway"):
+        return _tr("Shown anyway at the user's request: the scope check judged this image outside what the "
+                   "models have seen ({reason}). Treat the result with great caution.").format(
+            reason=str(scope.get("reason", "")).rstrip(". ") or _tr("no reason recorded"))
+    return ""
 
 
 class ResultPanel(QWidget):
+    show_anyway_requested = Signal()
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.top_label = QLabel("No image analysed yet.")
-        self.top_label.setWordWrap(True)
-        font = self.top_label.font()
-        font.setPointSizeF(font.pointSizeF() * 1.35)
-        font.setBold(True)
-        self.top_label.setFont(font)
-        self.top_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setAccessibleName(_tr("Result"))
+        self.level = ""  # the assessment level shown, "" when none
 
-        self.warning_label = QLabel()
-        self.warning_label.setWordWrap(True)
-        self.warning_label.setObjectName("riskWarning")
-        self.warning_label.setStyleSheet(
-            "QLabel#riskWarning {background:#c62828; color:white; font-weight:bold; padding:8px; border-radius:4px;}")
-        self.warning_label.hide()
+        self.alert = QFrame()
+        self.alert.setObjectName("riskAlert")
+        self.alert.setAccessibleName(_tr("Malignancy assessment"))
+        self.alert_headline = QLabel()
+        self.alert_headline.setWordWrap(True)
+        font = self.alert_headline.font()
+        font.setPointSizeF(font.pointSizeF() * 1.7)
+        font.setBold(True)
+        self.alert_headline.setFont(font)
+        self.alert_text = QLabel()
+        self.alert_text.setWordWrap(True)
+        self.alert_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.show_anyway_button = QPushButton(_tr("Show the result anyway"))
+        self.show_anyway_button.setToolTip(_tr("Show the models' output for this image; the history entry is "
+                                               "marked as shown against the scope check."))
+        self.show_anyway_button.clicked.connect(self.show_anyway_requested)
+        al = QVBoxLayout(self.alert)
+        al.setContentsMargins(10, 8, 10, 10)
+        al.addWidget(self.alert_headline)
+        al.addWidget(self.alert_text)
+        al.addWidget(self.show_anyway_button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.alert.hide()
+
+        self.top_label = QLabel(_tr("No image analysed yet."))
+        self.top_label.setWordWrap(True)
+        self.top_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._base_point_size = self.top_label.font().pointSizeF()
+        self._set_top_size(1.35)
+        self.scope_label = QLabel()
+        self.scope_label.setWordWrap(True)
+        self.scope_label.setStyleSheet("color:#8a4b00; font-weight:bold;")
+        self.scope_label.hide()
         self.risk_label = QLabel()
         self.risk_label.setWordWrap(True)
+        self.risk_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.chart = ProbabilityChart()
         self.agreement_label = QLabel()
@@ -87,53 +125,105 @@ class ResultPanel(QWidget):
         self.meta_label.setWordWrap(True)
         self.meta_label.setStyleSheet("color:#5f6368;")
 
-        probs_box = QGroupBox("Probabilities (malignant classes in red)")
-        pl = QVBoxLayout(probs_box)
+        self.probs_box = QGroupBox(_tr("Probabilities (malignant classes in red)"))
+        pl = QVBoxLayout(self.probs_box)
         pl.addWidget(self.chart)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.alert)
         lay.addWidget(self.top_label)
-        lay.addWidget(self.warning_label)
+        lay.addWidget(self.scope_label)
         lay.addWidget(self.risk_label)
-        lay.addWidget(probs_box)
+        lay.addWidget(self.probs_box)
         for w in (self.agreement_label, self.quality_label, self.meta_label):
             lay.addWidget(w)
         lay.addStretch(1)
         self.setMinimumWidth(300)
 
-    def show_busy(self, text: str) -> None:
-        self.top_label.setText(text)
+    def _set_top_size(self, factor: float) -> None:
+        font = self.top_label.font()
+        font.setPointSizeF(self._base_point_size * factor)
+        font.setBold(True)
+        self.top_label.setFont(font)
 
-    def clear(self) -> None:
-        self.top_label.setText("No image analysed yet.")
-        self.warning_label.hide()
-        self.warning_label.clear()
+    def _set_alert(self, level: str) -> None:
+        bg, fg, border = _ALERT_STYLES[level]
+        self.alert.setStyleSheet(f"QFrame#riskAlert {{background:{bg}; border:2px solid {border}; border-radius:5px;}}"
+                                 f"QFrame#riskAlert QLabel {{color:{fg};}}")
+        self.alert.show()
+
+    def show_status(self, text: str) -> None:
+        """No result, and a line saying what the program is doing (loading the models, analysing an image)."""
+        self.clear(text)
+
+    def show_busy(self, text: str) -> None:
+        self.clear(text)
+
+    def clear(self, text: str = "") -> None:
+        self.level = ""
+        self.top_label.setText(text or _tr("No image analysed yet."))
+        self.top_label.show()
+        self._set_top_size(1.35)
+        self.alert.hide()
+        self.alert_headline.clear()
+        self.alert_text.clear()
+        self.show_anyway_button.hide()
+        self.scope_label.hide()
         self.chart.set_probabilities(None)
+        self.probs_box.show()
         for w in (self.risk_label, self.agreement_label, self.quality_label, self.meta_label):
             w.clear()
+            w.show()
 
-    def show_record(self, record: Record, threshold: float) -> None:
+    def show_record(self, record: Record, assessment: Assessment) -> None:
+        """Show a stored result with its assessment (from `analysis.assess_record`)."""
+        self.level = assessment.level
         top = CLASSES[record.top_index]
-        self.top_label.setText(f"Most likely: {top.name} ({top.code}), {record.probabilities[record.top_index]:.0%}")
-        warning = risk_warning(record.malignant_probability, threshold, record.top_code in MALIGNANT_CODES)
-        self.warning_label.setText(warning)
-        self.warning_label.setVisible(bool(warning))
-        self.risk_label.setText("" if warning else risk_summary(record.malignant_probability, threshold))
-        self.risk_label.setVisible(not warning)
-        self.chart.set_probabilities(record.probabilities)
+        out_of_scope = assessment.level == OUT_OF_SCOPE
+        if assessment.level in _ALERT_STYLES:
+            self._set_alert(assessment.level)
+            self.alert_headline.setText(assessment.headline)
+            self.alert_text.setText(assessment.text)
+        else:
+            self.alert.hide()
+        self.show_anyway_button.setVisible(out_of_scope)
+        # The diagnosis: absent for an out-of-scope image; second to the alert when there is one.
+        for w in (self.top_label, self.probs_box, self.agreement_label):
+            w.setVisible(not out_of_scope)
+        self._set_top_size(1.1 if self.alert.isVisibleTo(self) else 1.35)
+        prefix = (_tr("Most likely (from a poor image)") if assessment.level == CANNOT_RULE_OUT
+                  else _tr("Most likely"))
+        self.top_label.setText(f"{prefix}: {top.name} ({top.code}), {record.probabilities[record.top_index]:.0%}")
+        note = scope_note(record)
+        self.scope_label.setText(note)
+        self.scope_label.setVisible(bool(note))
+        # Below the threshold the assessment is a plain sentence: the combined risk, and what was checked.
+        self.risk_label.setText(assessment.text if assessment.reassures else "")
+        self.risk_label.setVisible(assessment.reassures)
+        self.chart.set_probabilities(None if out_of_scope else record.probabilities)
         self.agreement_label.setText(agreement_text(record.details, top.name))
         if record.warnings:
-            self.quality_label.setText("Image quality:\n" + "\n".join(f"• {w}" for w in record.warnings))
+            self.quality_label.setText(_tr("Image quality:") + "\n" + "\n".join(f"• {w}" for w in record.warnings))
             self.quality_label.setStyleSheet("color:#8a4b00; font-weight:bold;")
         else:
-            self.quality_label.setText("Image quality: no problems found.")
+            self.quality_label.setText(_tr("Image quality: no problems found."))
             self.quality_label.setStyleSheet("color:#2e7d32;")
         d = record.details
-        parts = [f"Models: {record.model_version}"]
+        parts = [_tr("Models: {version}").format(version=record.model_version)]
         if "seconds" in d:
-            parts.append(f"inference {float(d['seconds']) * 1000:.0f} ms on {d.get('device', '?')}"
-                         + (" with TTA" if d.get("tta") else ""))
+            parts.append(_tr("inference {ms} ms on {device}").format(ms=f"{float(d['seconds']) * 1000:.0f}",
+                                                                     device=d.get("device", "?"))
+                         + (_tr(" with TTA") if d.get("tta") else ""))
         parts.append(record.created_local())
         if record.id is not None:
-            parts.append(f"history #{record.id}")
+            parts.append(_tr("history #{id}").format(id=record.id))
         self.meta_label.setText(" · ".join(parts))
+
+    def summary(self) -> str:
+        """Everything the panel shows, as text (what a screen reader or a test reads)."""
+        parts = [w.text() for w in (self.alert_headline, self.alert_text, self.top_label, self.scope_label,
+                                    self.risk_label, self.agreement_label, self.quality_label)
+                 if w.isVisibleTo(self) and w.text()]
+        if self.alert.isHidden():
+            parts = [p for p in parts if p not in (self.alert_headline.text(), self.alert_text.text())]
+        return "\n".join(parts)

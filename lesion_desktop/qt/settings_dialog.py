@@ -11,6 +11,8 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTextBrowser,
     QVBoxLayout,
@@ -116,7 +119,10 @@ class SettingsDialog(QDialog):
         self.editors: dict[str, QWidget] = {}
         self._getters: dict[str, Callable[[], Any]] = {}
         groups: dict[str, QFormLayout] = {}
-        layout = QVBoxLayout(self)
+        # The form scrolls, the buttons stay: the dialog fits a 1366x768 laptop at any font size.
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(0, 0, 0, 0)
         for f in fields(Settings):
             group = f.metadata["group"]
             if group not in groups:
@@ -151,6 +157,13 @@ class SettingsDialog(QDialog):
         row.addStretch(1)
         info_lay.addLayout(row)
         layout.addWidget(info_box)
+        scroll = QScrollArea()
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        layout = QVBoxLayout(self)
+        layout.addWidget(scroll, 1)
 
         self.error_label = QLabel()
         self.error_label.setStyleSheet("color:#c62828;")
@@ -164,6 +177,13 @@ class SettingsDialog(QDialog):
         buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self.restore_defaults)
         layout.addWidget(buttons)
         self.result_settings: Settings | None = None
+        width = body.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 30
+        height = body.sizeHint().height() + buttons.sizeHint().height() + 40
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is not None:  # never larger than the screen (a 1366x768 laptop): the form scrolls instead
+            room = screen.availableGeometry()
+            width, height = min(width, room.width() - 40), min(height, room.height() - 60)
+        self.resize(width, height)
 
     def set_models_info(self, html: str, can_rollback: bool) -> None:
         self.models_info.setHtml(html)
