@@ -1,22 +1,57 @@
 #!/usr/bin/env bash
-# Create .venv and install the program (and, with "test", the test tools). Safe to run again.
+# Create .venv and install the program (and, with "test", the test tools). Safe to run again: a later run
+# with nothing changed only checks the installation (a few seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
-# torch's CUDA build and its libraries need about 6.5 GB; a full disk shows up later only as a broken import
-free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
-if [ -n "$free_kb" ] && [ "$free_kb" -lt 7000000 ] && [ ! -x .venv/bin/python ]; then
-  echo "warning: only $((free_kb / 1024)) MB free here; the installation needs about 6.5 GB" >&2
+spec="."
+[ "$extra" = "test" ] && spec=".[test]"
+stamp=".venv/.installed${extra:+-$extra}"
+wanted="$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)"
+
+check() {
+  python -c "import torch, torchvision, PySide6, cv2, timm, onnxruntime, lesion_desktop, training"
+}
+
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+  . .venv/bin/activate
+  if check 2>/dev/null; then
+    exit 0
+  fi
+  echo "The installation in .venv is damaged; installing again." >&2
 fi
+
+# pip's own lines (what it downloads and installs), without the "already satisfied" ones of a re-run.
+pip_install() {
+  set +e
+  python -m pip install --disable-pip-version-check --progress-bar off "$@" 2>&1 \
+    | grep --line-buffered -v -e "^Requirement already satisfied" -e "^WARNING: Location"
+  local status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
+}
+
+started=$SECONDS
 if [ ! -x .venv/bin/python ]; then
+  echo "First installation into .venv: PyTorch (a CUDA build on Linux), Qt, OpenCV, ONNX Runtime and the rest."
+  echo "It needs about 6.5 GB of disk and takes several minutes (most of it downloading PyTorch)."
+  # a full disk shows up later only as a broken import: warn now
+  free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt 7000000 ]; then
+    echo "warning: only $((free_kb / 1024)) MB free here; the installation needs about 6.5 GB" >&2
+  fi
+  echo "[1/4] Creating .venv"
   python3 -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
-if [ "$extra" = "test" ]; then
-  python -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-else
-  python -m pip install -q --disable-pip-version-check -e . 2>&1 | grep -v "^WARNING: Location" || true
+echo "[2/4] PyTorch and torchvision (about 5 GB with the CUDA libraries: the longest step)"
+pip_install torch==2.14.1 torchvision==0.29.1
+echo "[3/4] Lesion Desktop and its other libraries${extra:+ (with the $extra tools)}"
+pip_install -e "$spec"
+echo "[4/4] Checking the installation"
+if ! check; then
+  echo "installation failed (see pip's messages above; df -h . shows the free disk space)" >&2
+  exit 1
 fi
-python -c "import torch, torchvision, PySide6, cv2, timm, lesion_desktop, training" \
-  || { echo "installation failed (see pip's messages above; df -h . shows the free disk space)" >&2; exit 1; }
+echo "$wanted" > "$stamp"
+echo "Installed in .venv ($(du -sh .venv 2>/dev/null | cut -f1), $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s)."
