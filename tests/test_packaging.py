@@ -152,6 +152,92 @@ def test_install_adds_its_path_entry_once(tmp_path):
                    rf"C:\Windows;{FULL.upper()}\\", "FALSE"]
 
 
+# Inno Setup's functions, stubbed to print what the installer would do: the whole [Code] section compiles
+# with Free Pascal, and the install/uninstall steps run against a PATH holding both editions.
+_INNO_STUBS = r"""program codecheck;
+{$mode delphi}{$H+}
+uses SysUtils;
+type TSetupStep = (ssInstall, ssPostInstall, ssDone);
+  TUninstallStep = (usAppMutexCheck, usUninstall, usPostUninstall, usDone);
+  TMsgBoxType = (mbInformation, mbConfirmation, mbError, mbCriticalError);
+const HKEY_LOCAL_MACHINE = 1; HKEY_CURRENT_USER = 2; HKEY_LOCAL_MACHINE_64 = 3; HKEY_LOCAL_MACHINE_32 = 4;
+  MB_OK = 0; MB_YESNO = 4; MB_DEFBUTTON2 = 256; IDOK = 1; IDYES = 6; IDNO = 7;
+function IsAdminInstallMode: Boolean; begin Result := False; end;
+function RegQueryStringValue(Root: Integer; Key, Name: String; var Value: String): Boolean;
+begin Value := GetEnvironmentVariable('STUB_PATH'); Result := True; end;
+function RegWriteExpandStringValue(Root: Integer; Key, Name, Value: String): Boolean;
+begin WriteLn('PATH=', Value); Result := True; end;
+function ExpandConstant(S: String): String;
+begin
+  if S = '{app}' then Result := GetEnvironmentVariable('STUB_APP')
+  else Result := 'C:\Users\u\AppData\Local\LesionDesktop';
+end;
+function WizardIsTaskSelected(S: String): Boolean; begin Result := S = 'addtopath'; end;
+function GetEnv(S: String): String; begin Result := ''; end;
+function RegKeyExists(Root: Integer; Key: String): Boolean;
+begin Result := GetEnvironmentVariable('STUB_OTHER_INSTALLED') = '1'; end;
+function DirExists(S: String): Boolean; begin Result := True; end;
+function SuppressibleMsgBox(Text: String; Typ: TMsgBoxType; Buttons, Default: Integer): Integer;
+begin
+  WriteLn('ASK default=', Default = IDNO, ' ', StringReplace(Text, #13#10, ' ', [rfReplaceAll]));
+  if GetEnvironmentVariable('STUB_ANSWER') = 'yes' then Result := IDYES else Result := Default;
+end;
+function DelTree(Path: String; IsDir, DeleteFiles, DeleteSubdirsAlso: Boolean): Boolean;
+begin WriteLn('DELETE ', Path); Result := True; end;
+"""
+
+
+@pytest.fixture(scope="module")
+def installer_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    fpc = shutil.which("fpc")
+    if fpc is None:
+        pytest.skip("Free Pascal (apt install fp-compiler) compiles the installer's [Code] section")
+    iss = ISS.read_text()
+    defines = {"OtherGuid": "6C1B7F0E-3C52-4F7E-9B0C-5E4E6D2A9A11", "OtherName": "Lesion Desktop Lite",
+               "DataFolder": "LesionDesktop"}
+    code = re.sub(r"\{#(\w+)\}", lambda m: defines[m.group(1)], iss[iss.index("[Code]") + len("[Code]"):])
+    folder = tmp_path_factory.mktemp("inno")
+    (folder / "codecheck.pas").write_text(_INNO_STUBS + code + textwrap.dedent("""
+        begin
+          if ParamStr(1) = 'install' then CurStepChanged(ssPostInstall)
+          else begin CurUninstallStepChanged(usUninstall); CurUninstallStepChanged(usPostUninstall); end;
+        end.
+        """))
+    r = subprocess.run([fpc, "-v0", f"-FE{folder}", str(folder / "codecheck.pas")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return folder / "codecheck"
+
+
+def _installer(program: Path, step: str, **env: str) -> list[str]:
+    r = subprocess.run([str(program), step], capture_output=True, text=True, timeout=60,
+                       env={"STUB_APP": FULL, **{f"STUB_{k.upper()}": v for k, v in env.items()}})
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def test_uninstall_keeps_the_patient_data_unless_asked_and_says_where_they_are(installer_code):
+    out = _installer(installer_code, "uninstall", path=rf"C:\Windows;{FULL};{LITE}")
+    asked = [line for line in out if line.startswith("ASK")]
+    assert len(asked) == 1 and asked[0].startswith("ASK default=TRUE")  # "No" is the default
+    assert r"C:\Users\u\AppData\Local\LesionDesktop" in asked[0]
+    assert not any(line.startswith("DELETE") for line in out)
+    assert out[-1] == rf"PATH=C:\Windows;{LITE}"
+    yes = _installer(installer_code, "uninstall", path=FULL, answer="yes")
+    assert r"DELETE C:\Users\u\AppData\Local\LesionDesktop" in yes
+
+
+def test_uninstall_never_offers_to_delete_data_the_other_installed_edition_uses(installer_code):
+    out = _installer(installer_code, "uninstall", path=FULL, other_installed="1", answer="yes")
+    assert not any(line.startswith("DELETE") for line in out)
+    assert any("are kept" in line and "Lesion Desktop Lite" in line for line in out)
+
+
+def test_install_adds_the_folder_to_path_once(installer_code):
+    assert _installer(installer_code, "install", path=r"C:\Windows") == [rf"PATH=C:\Windows;{FULL}"]
+    assert _installer(installer_code, "install", path=rf"C:\Windows;{FULL}") == []
+
+
 # ---- the licence texts a bundle ships ----
 
 def test_a_bundle_gets_each_collected_package_s_own_licence_texts(tmp_path, packaging_tools):
