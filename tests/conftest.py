@@ -40,7 +40,7 @@ def make_window(qtbot: Any, tiny_models: Path) -> Callable[..., Any]:
         kwargs.setdefault("camera_retry_s", 0.05)
         window = MainWindow(s, **kwargs)
         qtbot.addWidget(window)
-        qtbot.waitUntil(lambda: window.idle, timeout=30000)
+        qtbot.waitUntil(lambda: window.idle, timeout=300000)
         return window
 
     return make

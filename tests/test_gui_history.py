@@ -15,7 +15,7 @@ def two_results(qtbot, make_window):
     w = make_window()
     images = sorted((HAM / "images").glob("*.jpg"))[30:32]
     for img in images:
-        with qtbot.waitSignal(w.result_shown, timeout=30000):
+        with qtbot.waitSignal(w.result_shown, timeout=300000):
             w.open_path(img)
     return w, images
 
@@ -34,10 +34,10 @@ def test_export_a_stored_result_from_the_history(qtbot, two_results, tmp_path, m
     out = tmp_path / "older.pdf"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "PDF (*.pdf)"))
     w.history.list.setCurrentRow(1)  # the older one
-    with qtbot.waitSignal(w.result_shown, timeout=30000) as blocker:
+    with qtbot.waitSignal(w.result_shown, timeout=300000) as blocker:
         w.history.export_button.click()
     assert blocker.args[0].record.source_name == images[0].name
-    qtbot.waitUntil(out.exists, timeout=10000)
+    qtbot.waitUntil(out.exists, timeout=60000)
     assert out.read_bytes().startswith(b"%PDF")
 
 

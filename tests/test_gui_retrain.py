@@ -66,7 +66,7 @@ def test_retrain_to_the_end_install_and_roll_back(qtbot, make_window, installed_
     etas: list[str] = []
     dlg.progress_bar.valueChanged.connect(progress.append)
     dlg.progress_bar.valueChanged.connect(lambda _v: etas.append(dlg.eta_label.text()))
-    with qtbot.waitSignal(dlg.training_finished, timeout=300000) as blocker:
+    with qtbot.waitSignal(dlg.training_finished, timeout=900000) as blocker:
         dlg.start_button.click()
         assert dlg.cancel_button.isEnabled() and not dlg.start_button.isEnabled()
     result = blocker.args[0]
@@ -103,7 +103,7 @@ def test_retrain_to_the_end_install_and_roll_back(qtbot, make_window, installed_
     assert not dlg.install_button.isEnabled() and dlg.rollback_button.isEnabled()
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)  # roll-back
     require_data()
-    with qtbot.waitSignal(w.result_shown, timeout=30000) as shown:
+    with qtbot.waitSignal(w.result_shown, timeout=300000) as shown:
         w.open_path(sorted((HAM / "images").glob("*.jpg"))[0])
     assert shown.args[0].record.model_version == w.engine.version
 
@@ -124,8 +124,8 @@ def test_cancelled_retrain_leaves_the_active_models(qtbot, make_window, installe
     dlg.start()
     worker = dlg.worker
     assert worker is not None
-    qtbot.waitUntil(lambda: bool(dlg.loss_plot.points), timeout=120000)  # training has begun
-    with qtbot.waitSignal(worker.signals.errored, timeout=120000) as blocker:
+    qtbot.waitUntil(lambda: bool(dlg.loss_plot.points), timeout=600000)  # training has begun
+    with qtbot.waitSignal(worker.signals.errored, timeout=600000) as blocker:
         dlg.cancel_button.click()
         assert "Cancelling" in dlg.status_label.text()
     assert "Cancelled" in blocker.args[0] and "Cancelled" in dlg.status_label.text()
@@ -187,7 +187,7 @@ def _finish_training(qtbot, dlg, monkeypatch, result: RetrainResult, tmp_path: P
     _fill(dlg, tmp_path)
     with qtbot.waitSignal(dlg.training_finished, timeout=60000):
         dlg.start_button.click()
-        qtbot.waitUntil(lambda: dlg.status_label.text().startswith("Training"), timeout=30000)
+        qtbot.waitUntil(lambda: dlg.status_label.text().startswith("Training"), timeout=300000)
         locked = [dlg.inputs_box, dlg.data_edit, dlg.arch_boxes["baseline_cnn"], dlg.epoch_spins["all"],
                   dlg.size_edit, dlg.imagenet_combo, dlg.batch_spin, dlg.max_batches_spin]
         assert not any(w.isEnabled() for w in locked)
@@ -234,7 +234,7 @@ def test_worse_models_need_an_override_and_stay_marked_until_rolled_back(qtbot, 
     assert w.unvalidated_banner.text().startswith("Unvalidated models in use")
     assert WORSE_FIGURES in w.unvalidated_banner.text()
     require_data()
-    with qtbot.waitSignal(w.result_shown, timeout=30000) as shown:
+    with qtbot.waitSignal(w.result_shown, timeout=300000) as shown:
         w.open_path(sorted((HAM / "images").glob("*.jpg"))[0])
     assert shown.args[0].record.model_version == "candidate-tiny [UNVALIDATED]"
     assert "Models: candidate-tiny [UNVALIDATED]" in w.result_panel.meta_label.text()

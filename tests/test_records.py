@@ -467,14 +467,14 @@ def test_a_kill_during_the_migration_leaves_the_released_history_usable(released
     for n, kill_at in enumerate((1, n_images // 2, n_images)):
         root = _fresh_copy(released_history, tmp_path, f"at-{n}")
         p = _run(MIGRATOR, str(root), str(kill_at))
-        out, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=600)
         assert p.returncode == -signal.SIGKILL and "migrated" not in out, (out, err[-2000:])
         _check_readable_by_release(_fresh_copy(root, tmp_path, f"at-{n}-release"))
         _check_migrated(root)  # and the next start migrates it
     # Spread over the measured migration time, from outside, all on one history as repeated restarts would.
     timing = _fresh_copy(released_history, tmp_path, "timing")
     p = _run(MIGRATOR, str(timing), "0")
-    out, err = p.communicate(timeout=120)
+    out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-2000:]
     seconds = float(out.split("migrated ")[1])
     root = _fresh_copy(released_history, tmp_path, "spread")
@@ -484,7 +484,7 @@ def test_a_kill_during_the_migration_leaves_the_released_history_usable(released
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         time.sleep(seconds * fraction)
         p.send_signal(signal.SIGKILL)
-        out, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=600)
         with sqlite3.connect(root / "history.sqlite") as con:
             version = con.execute("PRAGMA user_version").fetchone()[0]
         outcomes.append((fraction, p.returncode, version))

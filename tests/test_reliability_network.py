@@ -75,7 +75,7 @@ SCRIPT = textwrap.dedent(r'''
         DONE.append(PHASE[0])
         PHASE[0] = name
 
-    def wait(app, cond, timeout=120):
+    def wait(app, cond, timeout=600):  # generous: a busy 2-core PC loads models slowly
         end = time.time() + timeout
         while not cond():
             app.processEvents()
