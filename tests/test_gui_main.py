@@ -431,6 +431,18 @@ def test_out_of_scope_shows_no_diagnosis_until_show_anyway_which_marks_the_recor
     assert panel.top_label.isVisible() and "Shown anyway" in panel.scope_label.text()
 
 
+def test_the_scope_gates_own_verdict_reaches_the_window_once(qtbot, make_window):
+    """A flat grey picture, refused by analyse's scope gate itself: said in the alert, not again as a quality note."""
+    w = make_window()
+    a = _classify(qtbot, w, lambda: w.classify(np.full((450, 600, 3), 128, np.uint8), "grey.png"))
+    scope = a.record.details["scope"]
+    assert scope["in_scope"] is False and any(x.startswith("out of scope") for x in a.record.warnings)
+    panel = w.result_panel
+    assert "Not an image these models can judge" in panel.alert_headline.text()
+    assert scope["reason"].split(":")[0] in panel.alert_text.text()
+    assert "out of scope" not in panel.quality_label.text().lower() and panel.chart.values() == ()
+
+
 def test_agreement_says_both_models_and_never_all_2():
     from lesion_desktop.qt.result_panel import agreement_text
 

@@ -88,18 +88,26 @@ def main() -> int:
         return (cv2.GaussianBlur(rgb, (0, 0), 6) * 0.22).astype(np.uint8)
 
     def out_of_scope() -> None:
+        """A referral letter pasted by mistake: the scope gate's image checks refuse it (a real verdict)."""
+        from PySide6.QtCore import QRectF, Qt
+        from PySide6.QtGui import QColor, QFont, QImage, QPainter
+
         from lesion_desktop.qt.imaging import qimage_to_rgb
 
-        # A picture that is not a dermoscopy image: the app's own window. Until the scope gate marks it,
-        # the details carry the scope verdict the gate will give.
-        shot = qimage_to_rgb(window.grab().toImage())
-        window.classify(shot, "screenshot-of-the-app.png")
+        page = QImage(600, 450, QImage.Format.Format_RGB888)
+        page.fill(QColor("white"))
+        p = QPainter(page)
+        p.setFont(QFont("DejaVu Sans", 11))
+        p.drawText(QRectF(40, 40, 520, 370), Qt.TextFlag.TextWordWrap,
+                   "Dear colleague,\n\nThank you for seeing this 54-year-old patient with a pigmented lesion "
+                   "on the left shoulder, present for two years and recently darker. No personal or family history "
+                   "of melanoma.\n\nKind regards,\nDr A. Example")
+        p.end()
+        window.classify(qimage_to_rgb(page), "referral-letter.png")
         wait(window)
         a = window.current
-        if a is not None and "scope" not in a.record.details:
-            a.record.details["scope"] = {"in_scope": False, "reason": "This looks like a screenshot or a "
-                                         "drawing, not a dermoscopy image of skin."}
-            window.show_analysis(a)
+        if a is None or (a.record.details.get("scope") or {}).get("in_scope") is not False:
+            print("warning: the scope gate did not refuse the letter; the out-of-scope screenshot shows no refusal")
 
     def camera() -> None:
         window.open_path(BENIGN)  # the previous result, below the live preview

@@ -202,8 +202,10 @@ class ResultPanel(QWidget):
         self.risk_label.setVisible(assessment.reassures)
         self.chart.set_probabilities(None if out_of_scope else record.probabilities)
         self.agreement_label.setText(agreement_text(record.details, top.name))
-        if record.warnings:
-            self.quality_label.setText(_tr("Image quality:") + "\n" + "\n".join(f"• {w}" for w in record.warnings))
+        # The scope verdict is said above (the alert, or the 'shown anyway' note), not again as a quality note.
+        notes = [w for w in record.warnings if not w.lower().startswith("out of scope")]
+        if notes:
+            self.quality_label.setText(_tr("Image quality:") + "\n" + "\n".join(f"• {w}" for w in notes))
             self.quality_label.setStyleSheet("color:#8a4b00; font-weight:bold;")
         else:
             self.quality_label.setText(_tr("Image quality: no problems found."))
