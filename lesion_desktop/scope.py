@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lesion_desktop.errors import BundleError
+from lesion_desktop.imageio import QUALITY_SIZE, QualityReport, quality_check
 from lesion_desktop.manifest import MANIFEST, read_json_object, sha256_file
 
 SCOPE_FORMAT = "lesion-desktop-scope"
@@ -117,6 +118,13 @@ def image_finding(stats: ImageStats, checks: ImageChecks) -> str:
     return ""
 
 
+def poor_exposure_or_focus(quality: QualityReport) -> bool:
+    """The quality check found the image dark, over-exposed or blurred (not merely small)."""
+    long_side, short_side = QUALITY_SIZE
+    small = min(quality.width, quality.height) < short_side or max(quality.width, quality.height) < long_side
+    return len(quality.warnings) > (1 if small else 0)
+
+
 @dataclass(frozen=True)
 class MemberDistance:
     """One member's distance of features from the training features' principal subspace."""
@@ -164,6 +172,10 @@ class ScopeModel:
     checks: ImageChecks = field(default_factory=ImageChecks)
     calibration: dict[str, Any] = field(default_factory=dict)
     fitted_for: dict[str, str] = field(default_factory=dict)  # member name -> its manifest's sha256
+    # Used instead of `threshold` when the quality check finds the image dark, blurred or over-exposed: such a
+    # photo of a real lesion lies far from the training features too, and asking for a retake is the quality
+    # check's business. Set on degraded validation images; None: the same threshold for every image.
+    poor_quality_threshold: float | None = None
 
     @property
     def member_names(self) -> list[str]:
@@ -180,14 +192,24 @@ class ScopeModel:
             per.append(m.standardised(x[None, :] if x.ndim == 1 else x))
         return np.max(np.stack(per), axis=0)
 
-    def check(self, features: Mapping[str, np.ndarray], image: np.ndarray) -> ScopeResult:
-        """One image: its members' (D,) features and its RGB uint8 pixels (any size, as the user gave it)."""
+    def threshold_for(self, quality: QualityReport) -> float:
+        if self.poor_quality_threshold is not None and poor_exposure_or_focus(quality):
+            return max(self.threshold, self.poor_quality_threshold)
+        return self.threshold
+
+    def check(self, features: Mapping[str, np.ndarray], image: np.ndarray,
+              quality: QualityReport | None = None) -> ScopeResult:
+        """One image: its members' (D,) features and its RGB uint8 pixels (any size, as the user gave it).
+
+        `quality`: the image's quality_check report when the caller has it (computed here otherwise).
+        """
         score = float(self.feature_scores(features)[0])
         finding = image_finding(image_stats(image), self.checks)
-        if not finding and not score > self.threshold:  # a NaN score is out of scope, never in
-            return ScopeResult(True, score, self.threshold, "", "")
+        threshold = self.threshold_for(quality if quality is not None else quality_check(image))
+        if not finding and score <= threshold:  # a NaN score is out of scope, never in
+            return ScopeResult(True, score, threshold, "", "")
         kind = finding or "features"
-        return ScopeResult(False, score, self.threshold, f"{REASONS[kind]} {ADVICE}", kind)
+        return ScopeResult(False, score, threshold, f"{REASONS[kind]} {ADVICE}", kind)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, folder: Path) -> dict[str, Any]:
@@ -210,6 +232,8 @@ class ScopeModel:
             "method": "largest member residual norm outside the training features' principal subspace, "
                       "standardised on validation; plus image checks",
             "threshold": float(self.threshold),
+            "poor_quality_threshold": (None if self.poor_quality_threshold is None
+                                       else float(self.poor_quality_threshold)),
             "image_checks": asdict(self.checks),
             "members": entries,
             "arrays_file": ARRAYS_FILE,
@@ -270,6 +294,7 @@ def load_scope_file(folder: Path, expected_sha256: str | None = None) -> ScopeMo
     if doc.get("format_version") != SCOPE_FORMAT_VERSION:
         raise BundleError(f"{where}: scope format version {doc.get('format_version')!r} is not supported.")
     threshold = _number(doc, "threshold", where)
+    poor = None if doc.get("poor_quality_threshold") is None else _number(doc, "poor_quality_threshold", where)
     try:
         checks = ImageChecks.from_dict(doc.get("image_checks"))
     except ValueError as e:
@@ -307,7 +332,7 @@ def load_scope_file(folder: Path, expected_sha256: str | None = None) -> ScopeMo
             fitted_for[ent["name"]] = ent["manifest_sha256"]
     found = doc.get("calibration")
     calibration: dict[str, Any] = found if isinstance(found, dict) else {}
-    return ScopeModel(members, threshold, checks, calibration, fitted_for)
+    return ScopeModel(members, threshold, checks, calibration, fitted_for, poor)
 
 
 def load_scope(models_dir: Path) -> ScopeModel | None:
