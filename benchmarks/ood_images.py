@@ -201,16 +201,21 @@ def cartoons() -> Iterator[tuple[str, np.ndarray]]:
     yield "cartoon_mole_drawing", smiley((110, 70, 45), (230, 185, 155))
 
 
-def qt_screenshots() -> Iterator[tuple[str, np.ndarray]]:
-    """The app's widgets rendered offscreen (QWidget.grab), plus the documentation's screenshot."""
-    shot = REPO / "docs" / "screenshot-main.png"
-    if shot.is_file():
+def docs_screenshots() -> Iterator[tuple[str, np.ndarray]]:
+    """The documentation's screenshots of the app (docs/*.png), whole and a central crop of the first."""
+    for i, shot in enumerate(sorted((REPO / "docs").glob("screenshot*.png"))[:4]):
         img = cv2.imread(str(shot), cv2.IMREAD_COLOR)
-        if img is not None:
-            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-            yield "screen_docs_main", rgb
+        if img is None:
+            continue
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        yield f"screen_docs_{shot.stem.replace('screenshot-', '').replace('_', '-')}", rgb
+        if i == 0:
             h, w = rgb.shape[:2]
             yield "screen_docs_crop", rgb[h // 4: 3 * h // 4, w // 4: 3 * w // 4]
+
+
+def qt_screenshots() -> Iterator[tuple[str, np.ndarray]]:
+    """The app's widgets rendered offscreen (QWidget.grab)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     try:
         from PySide6.QtWidgets import QApplication
@@ -294,7 +299,7 @@ def _widgets() -> list[tuple[str, Callable[[], object]]]:
 def generate(out: Path, qt: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     sources: list[Iterator[tuple[str, np.ndarray]]] = [skimage_pictures(), text_pages(), pattern_images(),
-                                                        cartoons()]
+                                                        cartoons(), docs_screenshots()]
     if qt:
         sources.append(qt_screenshots())
     written = []

@@ -80,6 +80,12 @@ def _cache_dir(a: argparse.Namespace) -> Path:
     return Path(a.cache_dir) if a.cache_dir else default_cache_dir()
 
 
+def cmd_scope(a: argparse.Namespace) -> int:
+    from training.scope import cmd_scope as run
+
+    return run(a, _cache_dir(a))
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from training.ensemble import evaluate_models
     from training.metrics import headline
@@ -311,6 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("--max-difference", dest="max_difference", type=float, default=0.05,
                     help="largest allowed mean absolute probability difference (default 0.05)")
     ag.set_defaults(func=cmd_agreement)
+
+    sc = sub.add_parser("scope", help="fit and calibrate the scope gate (is this a dermoscopy image the models can "
+                                      "judge?) for a model folder, and write it beside the models")
+    sc.add_argument("models", help="ensemble or bundle folder")
+    sc.add_argument("data", help=_DATA_HELP)
+    sc.add_argument("--split-file", dest="split_file", required=True,
+                    help="the split the models were trained with: fitted on train, threshold set on val")
+    sc.add_argument("--output", "-o", help="folder for scope.json and scope.npz (default: the models folder, whose "
+                                           "manifest then records them)")
+    sc.add_argument("--cache-dir", dest="cache_dir", help=_CACHE_HELP)
+    sc.add_argument("--full-size", dest="full_size", help="folder of full-size dermoscopy photos: report how many "
+                                                          "are flagged")
+    sc.add_argument("--non-dermoscopy", dest="non_dermoscopy",
+                    help="folder of pictures that are not dermoscopy images (benchmarks/ood_images.py writes one): "
+                         "report how many are flagged")
+    sc.add_argument("--target-rate", dest="target_rate", type=float, default=0.01,
+                    help="largest fraction of validation images flagged (default 0.01)")
+    sc.add_argument("--components", type=int, default=256,
+                    help="principal components of each member's training features kept (default 256)")
+    sc.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    sc.set_defaults(func=cmd_scope)
 
     rt = sub.add_parser("retrain", help="train members, ensemble them and compare with the active models")
     rt.add_argument("data", help=_DATA_HELP)
