@@ -610,3 +610,77 @@ def test_every_dialog_fits_a_1366x768_screen(qtbot, make_window, qapp):
         # it only where its minimum width, which fits 1366, needs it)
         assert dlg.height() <= room.height() and dlg.width() <= max(room.width(), hint.width()), (name, dlg.size())
         dlg.close()
+
+
+# ---- language (issue 18, point 9) ---------------------------------------------------------------------------------
+def _qt_tool(name: str) -> str:
+    import shutil as _shutil
+    import sys
+
+    tool = Path(sys.executable).with_name(name)
+    found = str(tool) if tool.exists() else _shutil.which(name)
+    assert found, f"{name} (PySide6's Qt Linguist tools) is needed to make a translation"
+    return found
+
+
+def test_lupdate_finds_the_result_screens_strings_under_their_runtime_contexts(tmp_path):
+    """A translator starts from pyside6-lupdate: every string must be found, under the context used at run time."""
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    from lesion_desktop.qt import main_window, result_panel, widgets
+
+    ts = tmp_path / "lesion_desktop_xx.ts"
+    files = [m.__file__ for m in (main_window, result_panel, widgets)]
+    subprocess.run([_qt_tool("pyside6-lupdate"), *files, "-ts", str(ts)], check=True, capture_output=True)
+    found = {(c.findtext("name"), m.findtext("source")) for c in ET.parse(ts).getroot().iter("context")
+             for m in c.iter("message")}
+    for pair in [("ResultPanel", "Show the result anyway"), ("ResultPanel", "Both models put {name} first."),
+                 ("ResultPanel", "Most likely (from a poor image)"), ("widgets", "Heat-map for:"),
+                 ("widgets", "Probabilities of the seven diagnoses"), ("MainWindow", "Loading the models…")]:
+        assert pair in found, pair
+    assert all(ctx for ctx, _ in found), "a string without a context is never translated"
+
+
+def test_a_clinic_adds_a_language_with_a_qm_file_in_its_config_folder(qtbot, qapp, tiny_models, tmp_path):
+    import subprocess
+
+    from lesion_desktop.qt.translations import install_translations
+
+    ts = tmp_path / "lesion_desktop_de.ts"
+    ts.write_text("""<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS><TS version="2.1" language="de">
+<context><name>ResultPanel</name>
+ <message><source>No image analysed yet.</source><translation>Noch kein Bild analysiert.</translation></message>
+ <message><source>Show the result anyway</source><translation>Ergebnis trotzdem zeigen</translation></message>
+</context>
+<context><name>MainWindow</name>
+ <message><source>Loading the models…</source><translation>Die Modelle werden geladen…</translation></message>
+</context>
+<context><name>widgets</name>
+ <message><source>Probabilities of the seven diagnoses</source>
+  <translation>Wahrscheinlichkeiten der sieben Diagnosen</translation></message>
+</context></TS>
+""", encoding="utf-8")
+    folder = config_dir() / "translations"
+    folder.mkdir(parents=True)
+    subprocess.run([_qt_tool("pyside6-lrelease"), str(ts), "-qm", str(folder / "lesion_desktop_de.qm")], check=True,
+                   capture_output=True)
+    translators = install_translations(qapp, "de_DE")
+    try:
+        assert any(t.filePath().endswith("lesion_desktop_de.qm") for t in translators)
+        w = MainWindow(Settings(models_dir=str(tiny_models), device="cpu"))
+        qtbot.addWidget(w)
+        assert w.result_panel.top_label.text() == "Die Modelle werden geladen…"
+        assert w.result_panel.show_anyway_button.text() == "Ergebnis trotzdem zeigen"
+        assert w.result_panel.chart.accessibleName() == "Wahrscheinlichkeiten der sieben Diagnosen"
+        qtbot.waitUntil(lambda: w.idle, timeout=30000)
+        assert w.result_panel.top_label.text() == "Noch kein Bild analysiert."
+        w.close()
+    finally:
+        for t in translators:
+            qapp.removeTranslator(t)
+    others = install_translations(qapp, "fr")  # no French file: the program stays in English
+    for t in others:
+        qapp.removeTranslator(t)
+    assert not any("lesion_desktop" in t.filePath() for t in others)

@@ -92,6 +92,9 @@ def _run(args: argparse.Namespace, qt_argv: list[str], log_path: Path) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName("Lesion Desktop")
     app.setApplicationVersion(__version__)
+    from lesion_desktop.qt.translations import install_translations
+
+    install_translations(app)  # before any window is built, so its strings are translated
     # The icon and desktop entry the installers ship (packaging/): taskbar, window switcher, Wayland app id.
     app.setDesktopFileName("lesion-desktop")
     icon = resources.files("lesion_desktop.resources") / "icons" / "lesion-desktop-256.png"

@@ -285,7 +285,7 @@ class MainWindow(QMainWindow):
     def _on_engine_loaded(self, engine: EnsembleEngine) -> None:
         self._update_status_labels()
         self.image_view.set_placeholder(self._image_placeholder)
-        self._show_idle_status(self.tr("No image analysed yet."))
+        self._show_idle_status("")  # the panel's own "No image analysed yet."
         if self.message_bar.text().startswith("Could not load the models"):
             self.message_bar.dismiss()  # an earlier load's error no longer holds
         notes = [*self.holder.notes, *([engine.device_note] if engine.device_note else [])]

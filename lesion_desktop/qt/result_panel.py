@@ -27,37 +27,37 @@ _ALERT_STYLES = {
 }
 
 
-def _tr(text: str) -> str:
-    return QCoreApplication.translate("ResultPanel", text)
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 def agreement_text(details: dict[str, Any], top_name: str) -> str:
     """How far the ensemble members agree, in words a clinician can weigh."""
     n = int(details.get("members_total", 0) or 0)
     if n <= 1:
-        return _tr("Single model: no second opinion inside the ensemble.")
+        return translate("ResultPanel", "Single model: no second opinion inside the ensemble.")
     agreeing = round(float(details.get("agreement", 1.0)) * n)
     spread = float(details.get("spread", 0.0))
     if spread < 0.10:
-        degree = _tr("closely")
+        degree = translate("ResultPanel", "closely")
     elif spread < 0.25:
-        degree = _tr("moderately")
+        degree = translate("ResultPanel", "moderately")
     else:
-        degree = _tr("widely; treat this result with extra caution")
+        degree = translate("ResultPanel", "widely; treat this result with extra caution")
     if n == 2:
-        who = {2: _tr("Both models put {name} first."),
-               1: _tr("Only one of the two models puts {name} first."),
-               0: _tr("Neither model puts {name} first; only their average does.")}[min(max(agreeing, 0), 2)]
+        who = {2: translate("ResultPanel", "Both models put {name} first."),
+               1: translate("ResultPanel", "Only one of the two models puts {name} first."),
+               0: translate("ResultPanel", "Neither model puts {name} first; only their average does.")
+               }[min(max(agreeing, 0), 2)]
     elif agreeing == n:
-        who = _tr("All {n} models put {name} first.")
+        who = translate("ResultPanel", "All {n} models put {name} first.")
     elif agreeing == 0:
-        who = _tr("No single model puts {name} first; only their average does.")
+        who = translate("ResultPanel", "No single model puts {name} first; only their average does.")
     else:
-        who = _tr("{k} of {n} models put {name} first.")
+        who = translate("ResultPanel", "{k} of {n} models put {name} first.")
     who = who.format(name=top_name, n=n, k=agreeing)
-    points = (_tr("less than 1 percentage point") if spread < 0.01
-              else _tr("up to {p} percentage points").format(p=f"{spread * 100:.0f}"))
-    return _tr("{who} Their probabilities for it differ by {points}: they agree {degree}.").format(
+    points = (translate("ResultPanel", "less than 1 percentage point") if spread < 0.01
+              else translate("ResultPanel", "up to {p} percentage points").format(p=f"{spread * 100:.0f}"))
+    return translate("ResultPanel", "{who} Their probabilities for it differ by {points}: they agree {degree}.").format(
         who=who, points=points, degree=degree)
 
 
@@ -66,9 +66,9 @@ def scope_note(record: Record) -> str:
     d = record.details or {}
     scope = d.get("scope") or {}
     if scope.get("in_scope") is False and d.get("shown_anyway"):
-        return _tr("Shown anyway at the user's request: the scope check judged this image outside what the "
-                   "models have seen ({reason}). Treat the result with great caution.").format(
-            reason=str(scope.get("reason", "")).rstrip(". ") or _tr("no reason recorded"))
+        return translate("ResultPanel", "Shown anyway at the user's request: the scope check judged this image "
+                         "outside what the models have seen ({reason}). Treat the result with great caution.").format(
+            reason=str(scope.get("reason", "")).rstrip(". ") or translate("ResultPanel", "no reason recorded"))
     return ""
 
 
@@ -77,12 +77,12 @@ class ResultPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setAccessibleName(_tr("Result"))
+        self.setAccessibleName(translate("ResultPanel", "Result"))
         self.level = ""  # the assessment level shown, "" when none
 
         self.alert = QFrame()
         self.alert.setObjectName("riskAlert")
-        self.alert.setAccessibleName(_tr("Malignancy assessment"))
+        self.alert.setAccessibleName(translate("ResultPanel", "Malignancy assessment"))
         self.alert_headline = QLabel()
         self.alert_headline.setWordWrap(True)
         font = self.alert_headline.font()
@@ -92,9 +92,9 @@ class ResultPanel(QWidget):
         self.alert_text = QLabel()
         self.alert_text.setWordWrap(True)
         self.alert_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.show_anyway_button = QPushButton(_tr("Show the result anyway"))
-        self.show_anyway_button.setToolTip(_tr("Show the models' output for this image; the history entry is "
-                                               "marked as shown against the scope check."))
+        self.show_anyway_button = QPushButton(translate("ResultPanel", "Show the result anyway"))
+        self.show_anyway_button.setToolTip(translate("ResultPanel", "Show the models' output for this image; the "
+                                                     "history entry is marked as shown against the scope check."))
         self.show_anyway_button.clicked.connect(self.show_anyway_requested)
         al = QVBoxLayout(self.alert)
         al.setContentsMargins(10, 8, 10, 10)
@@ -103,7 +103,7 @@ class ResultPanel(QWidget):
         al.addWidget(self.show_anyway_button, 0, Qt.AlignmentFlag.AlignLeft)
         self.alert.hide()
 
-        self.top_label = QLabel(_tr("No image analysed yet."))
+        self.top_label = QLabel(translate("ResultPanel", "No image analysed yet."))
         self.top_label.setWordWrap(True)
         self.top_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self._base_point_size = self.top_label.font().pointSizeF()
@@ -125,7 +125,7 @@ class ResultPanel(QWidget):
         self.meta_label.setWordWrap(True)
         self.meta_label.setStyleSheet("color:#5f6368;")
 
-        self.probs_box = QGroupBox(_tr("Probabilities (malignant classes in red)"))
+        self.probs_box = QGroupBox(translate("ResultPanel", "Probabilities (malignant classes in red)"))
         pl = QVBoxLayout(self.probs_box)
         pl.addWidget(self.chart)
         lay = QVBoxLayout(self)
@@ -161,7 +161,7 @@ class ResultPanel(QWidget):
 
     def clear(self, text: str = "") -> None:
         self.level = ""
-        self.top_label.setText(text or _tr("No image analysed yet."))
+        self.top_label.setText(text or translate("ResultPanel", "No image analysed yet."))
         self.top_label.show()
         self._set_top_size(1.35)
         self.alert.hide()
@@ -191,8 +191,8 @@ class ResultPanel(QWidget):
         for w in (self.top_label, self.probs_box, self.agreement_label):
             w.setVisible(not out_of_scope)
         self._set_top_size(1.1 if self.alert.isVisibleTo(self) else 1.35)
-        prefix = (_tr("Most likely (from a poor image)") if assessment.level == CANNOT_RULE_OUT
-                  else _tr("Most likely"))
+        prefix = (translate("ResultPanel", "Most likely (from a poor image)") if assessment.level == CANNOT_RULE_OUT
+                  else translate("ResultPanel", "Most likely"))
         self.top_label.setText(f"{prefix}: {top.name} ({top.code}), {record.probabilities[record.top_index]:.0%}")
         note = scope_note(record)
         self.scope_label.setText(note)
@@ -205,20 +205,21 @@ class ResultPanel(QWidget):
         # The scope verdict is said above (the alert, or the 'shown anyway' note), not again as a quality note.
         notes = [w for w in record.warnings if not w.lower().startswith("out of scope")]
         if notes:
-            self.quality_label.setText(_tr("Image quality:") + "\n" + "\n".join(f"• {w}" for w in notes))
+            self.quality_label.setText(translate("ResultPanel", "Image quality:") + "\n"
+                                       + "\n".join(f"• {w}" for w in notes))
             self.quality_label.setStyleSheet("color:#8a4b00; font-weight:bold;")
         else:
-            self.quality_label.setText(_tr("Image quality: no problems found."))
+            self.quality_label.setText(translate("ResultPanel", "Image quality: no problems found."))
             self.quality_label.setStyleSheet("color:#2e7d32;")
         d = record.details
-        parts = [_tr("Models: {version}").format(version=record.model_version)]
+        parts = [translate("ResultPanel", "Models: {version}").format(version=record.model_version)]
         if "seconds" in d:
-            parts.append(_tr("inference {ms} ms on {device}").format(ms=f"{float(d['seconds']) * 1000:.0f}",
-                                                                     device=d.get("device", "?"))
-                         + (_tr(" with TTA") if d.get("tta") else ""))
+            parts.append(translate("ResultPanel", "inference {ms} ms on {device}").format(
+                ms=f"{float(d['seconds']) * 1000:.0f}", device=d.get("device", "?"))
+                         + (translate("ResultPanel", " with TTA") if d.get("tta") else ""))
         parts.append(record.created_local())
         if record.id is not None:
-            parts.append(_tr("history #{id}").format(id=record.id))
+            parts.append(translate("ResultPanel", "history #{id}").format(id=record.id))
         self.meta_label.setText(" · ".join(parts))
 
     def summary(self) -> str:

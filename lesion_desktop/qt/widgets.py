@@ -44,8 +44,7 @@ MALIGNANT_COLOUR = QColor(198, 40, 40)
 BENIGN_COLOUR = QColor(38, 110, 180)
 
 
-def _tr(text: str) -> str:
-    return QCoreApplication.translate("widgets", text)
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 def short_name(c: LesionClass) -> str:
@@ -78,7 +77,7 @@ class ImageView(QWidget):
         self._dimmed = False
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setToolTip(_tr("Mouse wheel: zoom · drag: move · double-click: whole image"))
+        self.setToolTip(translate("widgets", "Mouse wheel: zoom · drag: move · double-click: whole image"))
         self.setAccessibleName(placeholder)
 
     # ---- content ------------------------------------------------------------------------------------
@@ -325,7 +324,7 @@ class ProbabilityChart(QWidget):
         policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)  # a narrow chart wraps the long names onto a second line
         self.setSizePolicy(policy)
-        self.setAccessibleName(_tr("Probabilities of the seven diagnoses"))
+        self.setAccessibleName(translate("widgets", "Probabilities of the seven diagnoses"))
         self.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # reachable by keyboard, so a screen reader announces it
         self.setAccessibleDescription(self.text())
 
@@ -341,9 +340,9 @@ class ProbabilityChart(QWidget):
     def text(self) -> str:
         """The chart as text: one line per class, highest first ('Melanoma (mel), malignant: 59.7%')."""
         if not self._values:
-            return _tr("No result yet.")
+            return translate("widgets", "No result yet.")
         order = sorted(range(len(self._values)), key=lambda i: -self._values[i])
-        malignant = _tr("malignant")
+        malignant = translate("widgets", "malignant")
         return "\n".join(f"{class_label(CLASSES[i])}{', ' + malignant if CLASSES[i].malignant else ''}: "
                          f"{self._values[i]:.1%}" for i in order if i < len(CLASSES))
 
@@ -426,9 +425,9 @@ class HeatmapLegend(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.colours = jet_colours(9)
-        self.low, self.high = _tr("weak"), _tr("strong")
-        self.setAccessibleName(_tr("Heat-map colour scale"))
-        self.setAccessibleDescription(_tr("Blue: weak evidence for the class; red: strong evidence."))
+        self.low, self.high = translate("widgets", "weak"), translate("widgets", "strong")
+        self.setAccessibleName(translate("widgets", "Heat-map colour scale"))
+        self.setAccessibleDescription(translate("widgets", "Blue: weak evidence for the class; red: strong evidence."))
         self.setToolTip(self.accessibleDescription())
         self.setMinimumSize(120, self.fontMetrics().height() + 4)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -462,12 +461,12 @@ class HeatmapBar(QWidget):
         self.combo = QComboBox()
         for c in CLASSES:
             self.combo.addItem(class_label(c), c.code)
-        self.combo.setAccessibleName(_tr("Heat-map class"))
-        self.combo.setToolTip(_tr("The class whose evidence the heat-map shows"))
+        self.combo.setAccessibleName(translate("widgets", "Heat-map class"))
+        self.combo.setToolTip(translate("widgets", "The class whose evidence the heat-map shows"))
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.combo.setMinimumContentsLength(14)
         self.combo.activated.connect(lambda i: self.class_chosen.emit(int(i)))
-        label = QLabel(_tr("Heat-map for:"))
+        label = QLabel(translate("widgets", "Heat-map for:"))
         label.setBuddy(self.combo)
         self.legend = HeatmapLegend()
         self.note = QLabel()
@@ -509,15 +508,15 @@ class MessageBar(QFrame):
         super().__init__(parent)
         self.level = ""
         self.setObjectName("messageBar")
-        self.setAccessibleName(_tr("Messages"))
+        self.setAccessibleName(translate("widgets", "Messages"))
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         close = QToolButton()
         close.setText("✕")
         close.setAutoRaise(True)
-        close.setToolTip(_tr("Dismiss"))
-        close.setAccessibleName(_tr("Dismiss the message"))
+        close.setToolTip(translate("widgets", "Dismiss"))
+        close.setAccessibleName(translate("widgets", "Dismiss the message"))
         close.clicked.connect(self.dismiss)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(8, 4, 4, 4)

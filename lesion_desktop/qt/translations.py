@@ -1,0 +1,54 @@
+"""The window in the clinic's language: Qt Linguist translations (.qm files) loaded at start.
+
+A clinic adds a language without rebuilding the program: it puts `lesion_desktop_<language>.qm` (for example
+`lesion_desktop_de.qm`) into the `translations` folder of the program's configuration folder, or a release
+ships it in `resources/translations`. The language is the system's, or `LESION_DESKTOP_LANGUAGE` (for
+example `de` or `pt_BR`). Qt's own strings (standard buttons, file dialogs) come from Qt's translations.
+See docs/translations.md for how a translation is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
+
+from lesion_desktop.paths import config_dir
+
+log = logging.getLogger(__name__)
+LANGUAGE_ENV = "LESION_DESKTOP_LANGUAGE"
+CATALOGUE = "lesion_desktop"  # lesion_desktop_<language>.qm
+
+
+def translation_folders() -> list[Path]:
+    """Where the program's .qm files are looked for, first match wins: the clinic's folder, then the shipped one."""
+    folders = [config_dir() / "translations"]
+    try:
+        shipped = resources.files("lesion_desktop.resources") / "translations"
+        folders.append(Path(str(shipped)))
+    except (ModuleNotFoundError, TypeError):  # a source tree without the resources package mapping
+        pass
+    return folders
+
+
+def install_translations(app: QCoreApplication, language: str | None = None) -> list[QTranslator]:
+    """Install Qt's and the program's translations for `language` (default: $LESION_DESKTOP_LANGUAGE or the
+    system's); returns the installed translators (the caller may remove them again)."""
+    name = language or os.environ.get(LANGUAGE_ENV) or QLocale.system().name()
+    locale = QLocale(name)
+    installed: list[QTranslator] = []
+    qt = QTranslator(app)
+    if qt.load(locale, "qtbase", "_", QLibraryInfo.path(QLibraryInfo.LibraryPath.TranslationsPath)):
+        app.installTranslator(qt)
+        installed.append(qt)
+    for folder in translation_folders():
+        own = QTranslator(app)
+        if folder.is_dir() and own.load(locale, CATALOGUE, "_", str(folder)):
+            app.installTranslator(own)
+            installed.append(own)
+            log.info("Translation %s loaded for %s", own.filePath(), locale.name())
+            break
+    return installed
