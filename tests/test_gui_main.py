@@ -565,10 +565,10 @@ def test_a_load_error_is_cleared_once_models_load(qtbot, make_window, tiny_model
     assert w.message_bar.text() == "" and w.result_panel.top_label.text() == "No image analysed yet."
 
 
-def test_probabilities_reach_a_screen_reader_as_text(qtbot, make_window, ham_image):
+def test_probabilities_reach_a_screen_reader_as_text(qtbot, make_window, tiny_models, ham_image):
     from PySide6.QtGui import QAccessible
 
-    w = make_window()
+    w = make_window(Settings(models_dir=str(tiny_models), device="cpu", warning_threshold=0.01))  # it warns
     a = _classify(qtbot, w, lambda: w.open_path(ham_image))
     chart = w.result_panel.chart
     iface = QAccessible.queryAccessibleInterface(chart)
@@ -582,6 +582,20 @@ def test_probabilities_reach_a_screen_reader_as_text(qtbot, make_window, ham_ima
     for widget in (w.image_view, w.input_view, w.result_panel.alert, w.heatmap_bar.combo, w.message_bar):
         assert QAccessible.queryAccessibleInterface(widget).text(QAccessible.Text.Name), widget
     assert "×" in QAccessible.queryAccessibleInterface(w.image_view).text(QAccessible.Text.Description)
+    alert = QAccessible.queryAccessibleInterface(w.result_panel.alert).text(QAccessible.Text.Description)
+    assert w.assessment.warns and alert == f"{w.assessment.headline}. {w.assessment.text}"
+    # the retraining dialog's live curves, read as text
+    from PySide6.QtGui import QColor
+
+    from lesion_desktop.qt.plot import CurvePlot
+
+    plot = CurvePlot("Validation balanced accuracy", QColor("green"), (0.0, 1.0))
+    qtbot.addWidget(plot)
+    for x, y in enumerate((0.41, 0.55, 0.52)):
+        plot.add_point(x, y)
+    iface = QAccessible.queryAccessibleInterface(plot)
+    assert iface.text(QAccessible.Text.Name) == "Validation balanced accuracy"
+    assert iface.text(QAccessible.Text.Description) == "3 points; latest 0.520, lowest 0.410, highest 0.550."
 
 
 def test_every_dialog_fits_a_1366x768_screen(qtbot, make_window, qapp):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtCore import QCoreApplication, QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -17,16 +17,32 @@ class CurvePlot(QWidget):
         self.points: list[tuple[float, float]] = []
         self.setMinimumSize(220, 140)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setAccessibleName(title)
+        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # reachable by keyboard, so a screen reader announces it
+        self._describe()
+
+    def _describe(self) -> None:
+        """The curve as text for screen readers: how many points, the latest, the lowest and the highest."""
+        if not self.points:
+            text = QCoreApplication.translate("CurvePlot", "No data yet.")
+        else:
+            ys = [y for _, y in self.points]
+            text = QCoreApplication.translate("CurvePlot", "{n} points; latest {last}, lowest {lo}, highest {hi}.")
+            text = text.format(n=len(ys), last=f"{ys[-1]:.3f}", lo=f"{min(ys):.3f}", hi=f"{max(ys):.3f}")
+        self.setAccessibleDescription(text)
+        self.setToolTip(f"{self.title}: {text}")
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
         return QSize(320, 180)
 
     def add_point(self, x: float, y: float) -> None:
         self.points.append((float(x), float(y)))
+        self._describe()
         self.update()
 
     def clear(self) -> None:
         self.points.clear()
+        self._describe()
         self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API

@@ -184,6 +184,7 @@ class ResultPanel(QWidget):
             self._set_alert(assessment.level)
             self.alert_headline.setText(assessment.headline)
             self.alert_text.setText(assessment.text)
+            self.alert.setAccessibleDescription(f"{assessment.headline}. {assessment.text}")
         else:
             self.alert.hide()
         self.show_anyway_button.setVisible(out_of_scope)
