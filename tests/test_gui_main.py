@@ -441,6 +441,21 @@ def test_the_scope_gates_own_verdict_reaches_the_window_once(qtbot, make_window)
     assert "Not an image these models can judge" in panel.alert_headline.text()
     assert scope["reason"].split(":")[0] in panel.alert_text.text()
     assert "out of scope" not in panel.quality_label.text().lower() and panel.chart.values() == ()
+    from lesion_desktop.scope import ADVICE
+
+    w.show_anyway()  # the note says why it was refused, not the advice meant for the refusal itself
+    assert scope["reason"].split(":")[0] in panel.scope_label.text() and ADVICE.rstrip(".") not in panel.scope_label.text()
+
+
+def test_the_heatmap_turns_to_the_warned_class_when_a_result_comes_to_warn(qtbot, make_window):
+    """A naevus below the threshold shows the naevus map; lowering the threshold makes it warn, and the map follows."""
+    w = make_window(Settings(device="cpu"))
+    a = _classify(qtbot, w, lambda: w.open_path(require_data(FULLRES) / "images" / "ISIC_0024306.jpg"))
+    assert w.assessment.reassures and w.heatmap_bar.combo.currentData() == a.record.top_code == "nv"
+    w.save_settings(replace(w.settings, warning_threshold=0.002))
+    w.apply_display_settings()
+    assert w.assessment.warns and w.heatmap_bar.combo.currentData() in ("mel", "bcc", "akiec")
+    assert CLASSES[w.heatmap_index].malignant and f"({CLASSES[w.heatmap_index].code})" in w.input_view.caption
 
 
 def test_agreement_says_both_models_and_never_all_2():

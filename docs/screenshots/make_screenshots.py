@@ -120,6 +120,7 @@ def main() -> int:
         "warning": lambda: window.open_path(MELANOMA),
         "poor-image": lambda: window.classify(poor(), "melanoma-dark-and-blurred.png"),
         "out-of-scope": out_of_scope,
+        "shown-anyway": lambda: (out_of_scope(), window.show_anyway()),
         "camera": camera,
     }
     only = [s for s in args.only.split(",") if s]

@@ -38,7 +38,9 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_desktop.analysis import (
+    CANNOT_RULE_OUT,
     OUT_OF_SCOPE,
+    WARNING,
     Analysis,
     Assessment,
     EngineHolder,
@@ -49,7 +51,7 @@ from lesion_desktop.analysis import (
     model_warning_rates,
     reopen,
 )
-from lesion_desktop.classes import CLASS_CODES, CLASSES
+from lesion_desktop.classes import CLASS_CODES, CLASSES, MALIGNANT_INDICES
 from lesion_desktop.edition import is_lite
 from lesion_desktop.imageio import BLUR_THRESHOLD, IMAGE_SUFFIXES, quality_check
 from lesion_desktop.paths import active_models_dir, config_dir, model_store_dir
@@ -454,11 +456,12 @@ class MainWindow(QMainWindow):
         rec = analysis.record
         self.image_view.set_image(analysis.image, self._image_caption(rec.source_name, analysis.image), keep_view=again)
         # The wording comes only from analysis.assess_record, as in the PDF and the command line.
+        before = self.assessment.level if again and self.assessment is not None else None
         self.assessment = assess_record(rec, self.settings.warning_threshold, self.rates_for(rec))
         if not again:
             self.input_view.reset_view()
-            code = str(rec.details.get("heatmap_class") or rec.top_code)
-            self.heatmap_index = CLASS_CODES.index(code) if code in CLASS_CODES else rec.top_index
+        if before != self.assessment.level:  # a new result, or it now warns (shown anyway, a lower threshold)
+            self.heatmap_index = self._default_heatmap_class(analysis, self.assessment)
         self.result_panel.show_record(rec, self.assessment)
         self._show_input_view()
         if self.assessment.level == OUT_OF_SCOPE:
@@ -468,6 +471,17 @@ class MainWindow(QMainWindow):
                       + ("" if self.assessment.reassures else f" · {self.assessment.headline}"))
         self.statusBar().showMessage(status, 10000)
         self.result_shown.emit(analysis)
+
+    @staticmethod
+    def _default_heatmap_class(analysis: Analysis, assessment: Assessment) -> int:
+        """The warned malignant class when the result warns (or cannot rule malignancy out), else the stored one."""
+        rec = analysis.record
+        code = str(rec.details.get("heatmap_class") or rec.top_code)
+        stored = CLASS_CODES.index(code) if code in CLASS_CODES else rec.top_index
+        warns = assessment.level in (WARNING, CANNOT_RULE_OUT)
+        if warns and not CLASSES[stored].malignant and analysis.cams is not None:
+            return max(MALIGNANT_INDICES, key=lambda i: float(rec.probabilities[i]))
+        return stored
 
     def show_anyway(self) -> None:
         """The user asks to see the diagnosis of an image the scope check refused: mark the record, then show it."""

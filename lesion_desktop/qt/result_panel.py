@@ -18,6 +18,7 @@ from lesion_desktop.analysis import CANNOT_RULE_OUT, OUT_OF_SCOPE, WARNING, Asse
 from lesion_desktop.classes import CLASSES
 from lesion_desktop.qt.widgets import ProbabilityChart
 from lesion_desktop.records import Record
+from lesion_desktop.scope import ADVICE
 
 # (background, text, border) of the alert box per assessment level
 _ALERT_STYLES = {
@@ -68,7 +69,8 @@ def scope_note(record: Record) -> str:
     if scope.get("in_scope") is False and d.get("shown_anyway"):
         return translate("ResultPanel", "Shown anyway at the user's request: the scope check judged this image "
                          "outside what the models have seen ({reason}). Treat the result with great caution.").format(
-            reason=str(scope.get("reason", "")).rstrip(". ") or translate("ResultPanel", "no reason recorded"))
+            reason=str(scope.get("reason", "")).replace(ADVICE, "").strip().rstrip(". ")
+            or translate("ResultPanel", "no reason recorded"))
     return ""
 
 
