@@ -126,7 +126,7 @@ for flavour in "${FLAVOURS[@]}"; do
     if [ "$flavour" = lite ] && [ -e "$bundle/_internal/torch" ]; then fail "the lite bundle contains torch"; fi
     if [ -e "$bundle/_internal/huggingface_hub" ]; then fail "the $flavour bundle contains huggingface_hub"; fi
     [ -s "$bundle/licenses/INDEX.txt" ] || fail "the $flavour bundle has no licences/INDEX.txt"
-    echo "licences: $(grep -c '^[^ ].*: ' "$bundle/licenses/INDEX.txt") packages in $bundle/licenses/INDEX.txt"
+    echo "licences: $(find "$bundle/licenses" -mindepth 1 -maxdepth 1 -type d | wc -l) folders of texts, index $bundle/licenses/INDEX.txt"
 
     say "$flavour: frozen CLI classifies $SAMPLE with the bundled models"
     (LESION_DESKTOP_HOME=$(fresh_home) "$bundle/lesion-desktop" classify "$SAMPLE" -o "$SMOKE/$flavour.csv") \
