@@ -1,4 +1,7 @@
-"""One result as a one-page PDF (QPdfWriter + QPainter): image, heat-map, probabilities, warnings.
+"""A result as a PDF report (QPdfWriter + QPainter, PDF/A-1b): the patient, lesion and examination, the image and
+heat-map, the models' assessment in the window's own words (analysis.assess_record, with the warning's measured
+rates), probabilities, warnings, the clinician's assessment and a signature line; and, for a follow-up, a
+comparison page with the previous examination of the same lesion at the same scale.
 
 Drawn on the GUI thread: a page takes a few tens of milliseconds, and QPainter text layout uses the
 application's fonts, which are safest on the thread that owns them.
@@ -6,22 +9,24 @@ application's fonts, which are safest on the thread that owns them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import datetime as _dt
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QMarginsF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPageLayout, QPageSize, QPainter, QPdfWriter, QPen
+from PySide6.QtGui import QColor, QFont, QPagedPaintDevice, QPageLayout, QPageSize, QPainter, QPdfWriter, QPen
 
 from lesion_desktop import __version__
 from lesion_desktop.analysis import OUT_OF_SCOPE, assess_record
 from lesion_desktop.classes import CLASSES, by_code
+from lesion_desktop.errors import LesionError
 from lesion_desktop.qt.about import DISCLAIMER
 from lesion_desktop.qt.imaging import to_qimage
 from lesion_desktop.qt.result_panel import agreement_text, scope_note
 from lesion_desktop.qt.widgets import BENIGN_COLOUR, MALIGNANT_COLOUR
-from lesion_desktop.records import Record
+from lesion_desktop.records import IMAGE_KIND_TEXT, FollowUp, Patient, Record, RecordStore
 
 RED = QColor(198, 40, 40)
 
@@ -76,39 +81,115 @@ def _draw_image(p: QPainter, rgb: np.ndarray, box: QRectF, caption: str) -> floa
     return h + cap_h
 
 
-def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np.ndarray | None,
-                 heatmap: np.ndarray | None, threshold: float, opacity: float = 0.45,
-                 rates: Sequence[Mapping[str, Any]] | None = None, heatmap_code: str | None = None) -> Path:
-    """Write the report to `path` (A4, 150 dpi) and return it.
-
-    `threshold` is the current setting: the wording comes from `analysis.assess_record`, as in the window,
-    with the same rule (the stricter of it and the result's own) and the models' measured `rates`.
-    """
-    assessment = assess_record(record, threshold, rates)
-    out_of_scope = assessment.level == OUT_OF_SCOPE
-    path = Path(path)
+def _open_writer(path: Path, title: str) -> tuple[QPdfWriter, QPainter]:
     writer = QPdfWriter(str(path))
+    writer.setPdfVersion(QPagedPaintDevice.PdfVersion.PdfVersion_A1b)  # archival: fonts embedded, no transparency
     writer.setResolution(150)
     writer.setPageLayout(QPageLayout(QPageSize(QPageSize.PageSizeId.A4), QPageLayout.Orientation.Portrait,
                                      QMarginsF(15, 15, 15, 15), QPageLayout.Unit.Millimeter))
-    writer.setTitle(f"Lesion Desktop report: {record.source_name}")
+    writer.setTitle(title)
     writer.setCreator(f"Lesion Desktop {__version__}")
     painter = QPainter()
     if not painter.begin(writer):
         raise OSError(f"cannot write {path}")
+    return writer, painter
+
+
+def _facts(page: _Page, rows: list[tuple[str, str]]) -> None:
+    """Label: value lines in two columns."""
+    font = QFont("Helvetica")
+    font.setPointSizeF(9.5)
+    page.p.setFont(font)
+    fm = page.p.fontMetrics()
+    row_h = fm.height() * 1.3
+    col_w = page.width / 2
+    label_w = fm.horizontalAdvance("Examination:  ")
+    for i, (label, value) in enumerate(rows):
+        x = (i % 2) * col_w
+        y = page.y + (i // 2) * row_h
+        bold = QFont(font)
+        bold.setBold(True)
+        page.p.setFont(bold)
+        page.p.setPen(QColor("black"))
+        page.p.drawText(QRectF(x, y, label_w, row_h), Qt.AlignmentFlag.AlignVCenter, label)
+        page.p.setFont(font)
+        page.p.drawText(QRectF(x + label_w, y, col_w - label_w - 6, row_h), Qt.AlignmentFlag.AlignVCenter,
+                        fm.elidedText(value, Qt.TextElideMode.ElideRight, int(col_w - label_w - 6)))
+    page.y += ((len(rows) + 1) // 2) * row_h + fm.height() * 0.4
+
+
+def _patient_facts(record: Record, patient: Patient | None, clinician: str) -> list[tuple[str, str]]:
+    if patient is not None:
+        who = patient.clinic_id + (f" ({patient.name})" if patient.name else "")
+        born = patient.birth or "not recorded"
+        age = patient.age_at(record.created)
+        sex = patient.sex or "not recorded"
+        person = f"born {born}" + (f", {age} years at the examination" if age is not None else "") + f", sex {sex}"
+    else:
+        who, person = "not filed under a patient", ""
+    site = (f"{record.body_site}" + (f": {record.lesion_label}" if record.lesion_label else "")) \
+        if record.body_site else "not recorded"
+    return [("Patient:", who), ("Lesion site:", site), ("", person), ("Examination:", record.created_local()),
+            ("Clinician:", clinician or "—"), ("Report made:", _dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
+            ("Models:", record.model_version), ("History:", f"#{record.id}" if record.id is not None else "not saved")]
+
+
+def _signature(page: _Page, bottom: float, clinician: str) -> None:
+    font = QFont("Helvetica")
+    font.setPointSizeF(9.5)
+    page.p.setFont(font)
+    fm = page.p.fontMetrics()
+    y = bottom - fm.height() * 2.2
+    page.p.setPen(QPen(QColor("black"), 1))
+    third = page.width / 3
+    for i, label in enumerate((f"Clinician: {clinician}" if clinician else "Clinician", "Signature", "Date")):
+        x = i * third
+        page.p.drawLine(int(x), int(y), int(x + third - 20), int(y))
+        page.p.drawText(QRectF(x, y + 2, third - 20, fm.height() * 1.2), Qt.AlignmentFlag.AlignLeft, label)
+
+
+def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np.ndarray | None,
+                 heatmap: np.ndarray | None, threshold: float, opacity: float = 0.45,
+                 rates: Sequence[Mapping[str, Any]] | None = None, heatmap_code: str | None = None, *,
+                 store: RecordStore | None = None, compare_with: Record | None = None,
+                 rise_points: float = 10.0) -> Path:
+    """Write the report to `path` (A4, 150 dpi, PDF/A-1b) and return it.
+
+    `threshold` is the current setting: the wording comes from `analysis.assess_record`, as in the window,
+    with the same rule (the stricter of it and the result's own) and the models' measured `rates`.
+    With `store`, the record's patient, lesion and assessment are read fresh, and a follow-up gets a second
+    page comparing it with `compare_with` (default: the lesion's examination before this one).
+    """
+    patient = None
+    if store is not None and record.id is not None:
+        fresh = store.get(record.id, full=False)
+        if fresh is not None:
+            for name in ("lesion_id", "patient_id", "patient_clinic_id", "patient_name", "body_site",
+                         "lesion_label", "clinician", "assessment", "notes", "histopathology",
+                         "histopathology_note", "histopathology_date"):
+                setattr(record, name, getattr(fresh, name))
+        patient = store.get_patient(record.patient_id) if record.patient_id is not None else None
+        if compare_with is None:
+            compare_with = store.previous_examination(record)
+    clinician = record.clinician
+    assessment = assess_record(record, threshold, rates)
+    out_of_scope = assessment.level == OUT_OF_SCOPE
+    path = Path(path)
+    who = record.patient_clinic_id or record.source_name
+    writer, painter = _open_writer(path, f"Lesion Desktop report: {who}, {record.created_local()}")
     try:
         area = writer.pageLayout().paintRectPixels(writer.resolution())
         page = _Page(painter, float(area.width()))
-        page.text("Lesion Desktop — decision-support report", 16, bold=True)
-        page.text(f"Date: {record.created_local()}    Image: {record.source_name}"
-                  + (f"    History #{record.id}" if record.id is not None else ""), 9)
-        page.text(f"Models: {record.model_version}    Software: Lesion Desktop {__version__}", 9)
-        page.boxed(DISCLAIMER, RED)
+        page.text("Lesion Desktop — decision-support report", 15, bold=True, gap=0.2)
+        _facts(page, _patient_facts(record, patient, clinician))
+        page.boxed(DISCLAIMER, RED, size=9)
 
         painter.setFont(QFont("Helvetica", 9))
         half = page.width / 2 - 10
-        img_h = area.height() * 0.28
-        used = _draw_image(painter, image, QRectF(0, page.y, half, img_h), "Image")
+        img_h = area.height() * 0.24
+        stored = IMAGE_KIND_TEXT.get(record.image_kind, "")
+        used = _draw_image(painter, image, QRectF(0, page.y, half, img_h),
+                           f"{record.source_name} ({image.shape[1]}×{image.shape[0]})")
         if preprocessed is not None:
             right = preprocessed
             heatmap = None if out_of_scope else heatmap  # no diagnosis, so no evidence for one
@@ -119,7 +200,7 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
             code = heatmap_code or record.details.get("heatmap_class") or record.top_code
             cap = f"Heat-map for {by_code(code).name}" if heatmap is not None else "Network input"
             used = max(used, _draw_image(painter, right, QRectF(page.width / 2 + 10, page.y, half, img_h), cap))
-        page.y += used + 20
+        page.y += used + 12
 
         top = CLASSES[record.top_index]
         if assessment.level == OUT_OF_SCOPE:  # no diagnosis, as in the window
@@ -134,20 +215,129 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
             if scope_note(record):
                 page.text(scope_note(record), 10, bold=True, colour=RED)
             _draw_probabilities(painter, page, record.probabilities)
-            page.text(agreement_text(record.details, top.name), 10)
+            page.text(agreement_text(record.details, top.name), 9.5)
         if record.warnings:
-            page.text("Image quality and other warnings:", 10, bold=True, gap=0.1)
-            for w in record.warnings:
-                page.text(f"• {w}", 10, gap=0.1)
+            page.text("Image quality and other warnings: " + " ".join(f"• {w}" for w in record.warnings), 9.5)
         else:
-            page.text("Image quality: no problems found.", 10)
-        page.y = max(page.y, area.height() - painter.fontMetrics().height() * 5)
+            page.text("Image quality: no problems found.", 9.5)
+        if stored:
+            page.text(f"Stored image: {stored}" + (f"; sha256 {record.image_sha256[:16]}…" if record.image_sha256
+                                                    else "") + ".", 8.5, colour=QColor(90, 90, 90))
+        page.text("Clinician's assessment: " + (record.assessment or "—"), 10, bold=True, gap=0.1)
+        if record.notes:
+            page.text(record.notes, 10)
+        if record.histopathology:
+            name = by_code(record.histopathology).name if record.histopathology != "other" else "other"
+            page.text(f"Histopathology: {name}" + (f" ({record.histopathology_note})" if record.histopathology_note
+                                                   else "") + (f", {record.histopathology_date}"
+                                                               if record.histopathology_date else ""), 10, True)
+        foot_h = painter.fontMetrics().height() * 9
+        _signature(page, area.height() - foot_h + painter.fontMetrics().height() * 2.5, clinician)
+        page.y = max(page.y, area.height() - foot_h * 0.55)
         page.boxed(f"{DISCLAIMER} This report shows the output of a statistical model trained on HAM10000 "
                    "dermoscopy images; it may be wrong, especially for images unlike its training data.",
                    RED, size=8)
+        if compare_with is not None:
+            writer.newPage()
+            _comparison_page(painter, float(area.width()), float(area.height()), compare_with, record, image,
+                             rise_points)
     finally:
         painter.end()
     return path
+
+
+def _comparison_page(p: QPainter, width: float, height: float, earlier: Record, later: Record,
+                     later_image: np.ndarray, rise_points: float) -> None:
+    """Page 2 of a follow-up: both images at one scale, each probability's change, FollowUp's sentence."""
+    page = _Page(p, width)
+    follow = FollowUp(earlier, later, rise_points / 100)
+    where = later.filed_under() or "this lesion"
+    page.text(f"Follow-up comparison — {where}", 14, bold=True)
+    try:
+        earlier_image: np.ndarray | None = earlier.load_image()
+    except LesionError:
+        earlier_image = None
+    images = [earlier_image, later_image]
+    box_w, box_h = width / 2 - 10, height * 0.3
+    sizes = [(im.shape[1], im.shape[0]) for im in images if im is not None]
+    scale = min(min(box_w / w, box_h / h) for w, h in sizes)
+    p.setFont(QFont("Helvetica", 9))
+    cap_h = p.fontMetrics().height() * 1.4
+    tallest = 0.0
+    for i, (rec, im) in enumerate(((earlier, earlier_image), (later, later_image))):
+        x0 = i * (width / 2 + 10)
+        if im is None:
+            p.drawText(QRectF(x0, page.y, box_w, box_h), Qt.AlignmentFlag.AlignCenter,
+                       f"{rec.created_local()}: the stored image is missing")
+            continue
+        w, h = im.shape[1] * scale, im.shape[0] * scale
+        p.drawImage(QRectF(x0 + (box_w - w) / 2, page.y, w, h), to_qimage(im))
+        p.setPen(QColor("black"))
+        p.drawText(QRectF(x0, page.y + h, box_w, cap_h), Qt.AlignmentFlag.AlignCenter,
+                   f"{'Earlier' if i == 0 else 'This examination'}: {rec.created_local()} "
+                   f"({im.shape[1]}×{im.shape[0]})")
+        tallest = max(tallest, h + cap_h)
+    page.y += tallest + 6
+    page.text("Both images are shown at the same scale.", 9, colour=QColor(90, 90, 90))
+    if follow.alert:
+        page.boxed(follow.summary(), RED, fill=RED, size=11)
+    else:
+        page.text(follow.summary(), 10.5)
+    _draw_changes(p, page, follow)
+
+
+def _draw_changes(p: QPainter, page: _Page, follow: FollowUp) -> None:
+    font = QFont("Helvetica")
+    font.setPointSizeF(9.5)
+    p.setFont(font)
+    fm = p.fontMetrics()
+    row = fm.height() * 1.4
+    cols = [0.0, page.width * 0.52, page.width * 0.66, page.width * 0.80]
+    heads = ["Class", "Earlier", "This one", "Change"]
+    lines = [(f"{c.code}  {c.name}", float(follow.earlier.probabilities[i]), float(follow.later.probabilities[i]))
+             for i, c in enumerate(CLASSES)]
+    lines.append(("Malignant classes combined", follow.earlier.malignant_probability,
+                  follow.later.malignant_probability))
+    bold = QFont(font)
+    bold.setBold(True)
+    p.setFont(bold)
+    p.setPen(QColor("black"))
+    for x, h in zip(cols, heads, strict=True):
+        p.drawText(QRectF(x, page.y, page.width * 0.3, row), Qt.AlignmentFlag.AlignVCenter, h)
+    page.y += row
+    for n, (name, a, b) in enumerate(lines):
+        last = n == len(lines) - 1
+        p.setFont(bold if last else font)
+        change = (b - a) * 100
+        p.setPen(RED if last and follow.alert else QColor("black"))
+        cells = [fm.elidedText(name, Qt.TextElideMode.ElideRight, int(cols[1] - 8)), f"{a:.1%}", f"{b:.1%}",
+                 f"{change:+.1f} points"]
+        for x, text in zip(cols, cells, strict=True):
+            p.drawText(QRectF(x, page.y, page.width * 0.5, row), Qt.AlignmentFlag.AlignVCenter, text)
+        page.y += row
+    p.setPen(QColor("black"))
+
+
+def write_record_report(path: Path, store: RecordStore, record: Record, *, threshold: float, opacity: float = 0.45,
+                        rates: Sequence[Mapping[str, Any]] | None = None, rise_points: float = 10.0,
+                        compare_with: Record | None = None) -> Path:
+    """A stored examination's report (its image and blobs from the history), as the window would write it."""
+    full = store.get(record.id) if record.id is not None else None
+    full = full or record
+    return write_report(path, full, full.load_image(), full.preprocessed(), full.heatmap(), threshold, opacity,
+                        rates, store=store, compare_with=compare_with, rise_points=rise_points)
+
+
+def report_writer(store: RecordStore, threshold: float, opacity: float, rise_points: float,
+                  rates_for: Callable[[Record], Sequence[Mapping[str, Any]] | None] | None = None
+                  ) -> Callable[[Record, Path], None]:
+    """For lesion_desktop.export: one PDF per examination, with the comparison page for a follow-up."""
+
+    def write(record: Record, path: Path) -> None:
+        write_record_report(path, store, record, threshold=threshold, opacity=opacity,
+                            rates=rates_for(record) if rates_for is not None else None, rise_points=rise_points)
+
+    return write
 
 
 def _draw_probabilities(p: QPainter, page: _Page, probs: np.ndarray) -> None:
