@@ -1,7 +1,10 @@
-"""The history dock: every classified image with its thumbnail; double-click reopens the stored result.
+"""The history dock: patients > lesions > examinations, with the quick examinations not filed yet on top, and a
+search by patient ID or name.
 
-The list reads only the light columns (thumbnails of ~10 kB), so refreshing on the GUI thread stays
-instant; the full record and its image are loaded in the worker when one is reopened.
+Only what is visible is read: the top level is one grouped query (a row per patient), and a patient's lesions
+and examinations (with their ~10 kB thumbnails) are read when it is expanded, so the list and the search stay
+fast with tens of thousands of examinations (benchmarks/bench_history.py). Full records and images are loaded
+in the worker when one is reopened.
 """
 
 from __future__ import annotations
@@ -10,103 +13,304 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QDockWidget,
-    QHBoxLayout,
-    QListWidget,
-    QListWidgetItem,
+    QGridLayout,
+    QLineEdit,
+    QMenu,
     QMessageBox,
     QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from lesion_desktop.records import RecordStore
+from lesion_desktop.records import Record, RecordStore
 
-ID_ROLE = Qt.ItemDataRole.UserRole
+KIND_ROLE = Qt.ItemDataRole.UserRole
+ID_ROLE = Qt.ItemDataRole.UserRole + 1
+UNFILED, PATIENT, LESION, EXAM, MORE = "unfiled", "patient", "lesion", "exam", "more"
+UNFILED_SHOWN = 200  # quick examinations listed at first; "show more" adds the rest
+
+
+def exam_text(r: Record) -> str:
+    short = r.top_name.split(" (")[0].split(" /")[0]
+    extra = " · histology: " + r.histopathology if r.histopathology else ""
+    return (f"{r.created_local()} · {short} ({r.probabilities.max():.0%})\n"
+            f"Malignant classes {r.malignant_probability:.0%}{extra}\n{r.source_name}")
 
 
 class HistoryPanel(QDockWidget):
-    open_requested = Signal(int)
-    export_requested = Signal(int)
-    deleted = Signal(int)
+    open_requested = Signal(int)  # examination id
+    export_requested = Signal(int)  # examination id: a PDF report
+    deleted = Signal(int)  # examination id
+    patient_deleted = Signal(int)
+    timeline_requested = Signal(int)  # lesion id
+    file_requested = Signal(int)  # examination id: choose its patient and lesion
+    edit_requested = Signal(int)  # examination id: the clinician's assessment, the histopathology
 
     def __init__(self, store: RecordStore, parent: QWidget | None = None) -> None:
         super().__init__("History", parent)
         self.setObjectName("historyDock")  # needed for saveState/restoreState
         self.store = store
-        self.list = QListWidget()
-        self.list.setIconSize(QSize(64, 64))
-        self.list.setUniformItemSizes(True)
-        self.list.setAlternatingRowColors(True)
-        self.list.setWordWrap(True)
-        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.list.itemActivated.connect(self._activated)
-        self.list.currentItemChanged.connect(lambda *_: self._update_buttons())
+        self._unfiled_limit = UNFILED_SHOWN
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search patient ID or name")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(lambda _t: self.refresh())
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        self.tree.setIconSize(QSize(56, 56))
+        self.tree.setUniformRowHeights(False)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setWordWrap(True)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.tree.itemExpanded.connect(self._expanded)
+        self.tree.itemActivated.connect(self._activated)
+        self.tree.currentItemChanged.connect(lambda *_: self._update_buttons())
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
         self.open_button = QPushButton("Open")
-        self.open_button.clicked.connect(self._open_current)
+        self.open_button.clicked.connect(lambda: self._emit_exam(self.open_requested))
+        self.timeline_button = QPushButton("Timeline")
+        self.timeline_button.setToolTip("Compare this lesion's examinations side by side")
+        self.timeline_button.clicked.connect(self._timeline_current)
+        self.file_button = QPushButton("File…")
+        self.file_button.setToolTip("File this examination under a patient and lesion (or move it)")
+        self.file_button.clicked.connect(lambda: self._emit_exam(self.file_requested))
+        self.edit_button = QPushButton("Assess…")
+        self.edit_button.setToolTip("Your assessment and notes; the histopathology when it comes")
+        self.edit_button.clicked.connect(lambda: self._emit_exam(self.edit_requested))
         self.export_button = QPushButton("Export PDF…")
-        self.export_button.clicked.connect(self._export_current)
-        self.delete_button = QPushButton("Delete")
-        self.delete_button.clicked.connect(self._delete_current)
-        buttons = QHBoxLayout()
-        for b in (self.open_button, self.export_button, self.delete_button):
-            buttons.addWidget(b)
+        self.export_button.clicked.connect(lambda: self._emit_exam(self.export_requested))
+        self.delete_button = QPushButton("Delete…")
+        self.delete_button.clicked.connect(self.delete_current)
+        buttons = QGridLayout()
+        for i, b in enumerate((self.open_button, self.timeline_button, self.file_button, self.edit_button,
+                               self.export_button, self.delete_button)):
+            buttons.addWidget(b, i // 3, i % 3)
         body = QWidget()
         lay = QVBoxLayout(body)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(self.list)
+        lay.addWidget(self.search)
+        lay.addWidget(self.tree, 1)
         lay.addLayout(buttons)
         self.setWidget(body)
         self.refresh()
 
+    # ---- filling --------------------------------------------------------------------------------------
+    @staticmethod
+    def _item(kind: str, ident: int, text: str) -> QTreeWidgetItem:
+        item = QTreeWidgetItem([text])
+        item.setData(0, KIND_ROLE, kind)
+        item.setData(0, ID_ROLE, ident)
+        item.setToolTip(0, text)
+        return item
+
+    def _exam_item(self, r: Record) -> QTreeWidgetItem:
+        assert r.id is not None
+        item = self._item(EXAM, r.id, exam_text(r))
+        pix = QPixmap()
+        pix.loadFromData(r.thumbnail, "PNG")
+        item.setIcon(0, QIcon(pix))
+        item.setToolTip(0, f"#{r.id} {r.source_name}\nModels: {r.model_version}")
+        return item
+
     def refresh(self, select_id: int | None = None) -> None:
-        self.list.clear()
-        for r in self.store.list():
-            short = r.top_name.split(" (")[0].split(" /")[0]
-            item = QListWidgetItem(f"{short} ({r.probabilities.max():.0%})\n"
-                                   f"Malignant classes {r.malignant_probability:.0%}\n"
-                                   f"{r.created_local()}\n{r.source_name}")
-            pix = QPixmap()
-            pix.loadFromData(r.thumbnail, "PNG")
-            item.setIcon(QIcon(pix))
-            item.setData(ID_ROLE, r.id)
-            item.setToolTip(f"#{r.id} {r.source_name}\nModels: {r.model_version}")
-            self.list.addItem(item)
-            if r.id == select_id:
-                self.list.setCurrentItem(item)
+        """Rebuild the top level; select (and reveal) examination `select_id` when given."""
+        expanded = {int(it.data(0, ID_ROLE)) for it in self._top_items(PATIENT) if it.isExpanded()}
+        self.tree.setUpdatesEnabled(False)
+        try:
+            self.tree.clear()
+            query = self.search.text().strip()
+            if not query:
+                unfiled = self.store.unfiled(self._unfiled_limit + 1)
+                group = self._item(UNFILED, 0, "Quick examinations, not filed under a patient")
+                self.tree.addTopLevelItem(group)
+                for r in unfiled[: self._unfiled_limit]:
+                    group.addChild(self._exam_item(r))
+                if len(unfiled) > self._unfiled_limit:
+                    group.addChild(self._item(MORE, 0, "Show older quick examinations…"))
+                group.setText(0, f"Quick examinations, not filed under a patient ({group.childCount()}"
+                                 f"{'+' if len(unfiled) > self._unfiled_limit else ''})")
+                group.setExpanded(bool(unfiled))
+            patients = self.store.patients(query)
+            for s in patients:
+                p = s.patient
+                last = f", last {s.last_examination[:10]}" if s.last_examination else ""
+                item = self._item(PATIENT, p.id, f"{p.title()}\n{s.lesions} lesion(s), {s.examinations} "
+                                                 f"examination(s){last}")
+                item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
+                self.tree.addTopLevelItem(item)
+            if query and not patients:
+                self.tree.addTopLevelItem(self._item(MORE, -1, f"No patient ID or name contains '{query}'."))
+            for it in self._top_items(PATIENT):
+                if int(it.data(0, ID_ROLE)) in expanded:
+                    it.setExpanded(True)
+        finally:
+            self.tree.setUpdatesEnabled(True)
+        if select_id is not None:
+            self.select_examination(select_id)
         self._update_buttons()
 
-    def record_ids(self) -> list[int]:
-        return [int(self.list.item(i).data(ID_ROLE)) for i in range(self.list.count())]
+    def _top_items(self, kind: str) -> list[QTreeWidgetItem]:
+        items = [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())]
+        return [it for it in items if it.data(0, KIND_ROLE) == kind]
 
-    def _current_id(self) -> int | None:
-        item = self.list.currentItem()
-        return int(item.data(ID_ROLE)) if item is not None else None
+    def _expanded(self, item: QTreeWidgetItem) -> None:
+        if item.data(0, KIND_ROLE) == PATIENT and item.childCount() == 0:
+            self._fill_patient(item)
+
+    def _fill_patient(self, item: QTreeWidgetItem) -> None:
+        pid = int(item.data(0, ID_ROLE))
+        exams: dict[int, list[Record]] = {}
+        for r in self.store.examinations_of_patient(pid):
+            if r.lesion_id is not None:
+                exams.setdefault(r.lesion_id, []).append(r)
+        for s in self.store.lesions(pid):
+            les = self._item(LESION, s.lesion.id, f"{s.lesion.title()} ({s.examinations} examination(s))")
+            item.addChild(les)
+            for r in reversed(exams.get(s.lesion.id, [])):  # newest first
+                les.addChild(self._exam_item(r))
+            les.setExpanded(True)
+        if item.childCount() == 0:
+            item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.DontShowIndicatorWhenChildless)
+
+    def select_examination(self, record_id: int) -> bool:
+        """Reveal and select an examination (expanding its patient); False when it is not listed."""
+        rec = self.store.get(record_id, full=False)
+        if rec is None:
+            return False
+        parents = self._top_items(UNFILED) if rec.patient_id is None else [
+            it for it in self._top_items(PATIENT) if it.data(0, ID_ROLE) == rec.patient_id]
+        for top in parents:
+            top.setExpanded(True)  # fills a patient's lesions on first expansion
+            for found in self._walk(top):
+                if found.data(0, KIND_ROLE) == EXAM and found.data(0, ID_ROLE) == record_id:
+                    self.tree.setCurrentItem(found)
+                    self.tree.scrollToItem(found)
+                    return True
+        return False
+
+    def _walk(self, item: QTreeWidgetItem) -> list[QTreeWidgetItem]:
+        out = []
+        for i in range(item.childCount()):
+            child = item.child(i)
+            out.append(child)
+            out.extend(self._walk(child))
+        return out
+
+    def record_ids(self) -> list[int]:
+        """Every examination in the history, newest first."""
+        return self.store.ids()
+
+    def shown_patients(self) -> list[str]:
+        """The clinic IDs listed (after the search), top to bottom."""
+        out = []
+        for it in self._top_items(PATIENT):
+            p = self.store.get_patient(int(it.data(0, ID_ROLE)))
+            if p is not None:
+                out.append(p.clinic_id)
+        return out
+
+    # ---- the current item -----------------------------------------------------------------------------
+    def current(self) -> tuple[str, int] | None:
+        item = self.tree.currentItem()
+        if item is None:
+            return None
+        return str(item.data(0, KIND_ROLE)), int(item.data(0, ID_ROLE))
+
+    def current_lesion(self) -> int | None:
+        """The selected lesion, or the lesion of the selected examination."""
+        item = self.tree.currentItem()
+        if item is None:
+            return None
+        kind = item.data(0, KIND_ROLE)
+        if kind == LESION:
+            return int(item.data(0, ID_ROLE))
+        parent = item.parent()
+        if kind == EXAM and parent is not None and parent.data(0, KIND_ROLE) == LESION:
+            return int(parent.data(0, ID_ROLE))
+        return None
 
     def _update_buttons(self) -> None:
-        has = self._current_id() is not None
-        for b in (self.open_button, self.export_button, self.delete_button):
-            b.setEnabled(has)
+        cur = self.current()
+        exam = cur is not None and cur[0] == EXAM
+        for b in (self.open_button, self.file_button, self.edit_button, self.export_button):
+            b.setEnabled(exam)
+        self.timeline_button.setEnabled(self.current_lesion() is not None)
+        self.delete_button.setEnabled(cur is not None and cur[0] in (EXAM, LESION, PATIENT))
 
-    def _activated(self, item: QListWidgetItem) -> None:
-        self.open_requested.emit(int(item.data(ID_ROLE)))
+    def _emit_exam(self, signal: Signal) -> None:
+        cur = self.current()
+        if cur is not None and cur[0] == EXAM:
+            signal.emit(cur[1])  # type: ignore[attr-defined]
 
-    def _open_current(self) -> None:
-        rid = self._current_id()
-        if rid is not None:
-            self.open_requested.emit(rid)
+    def _timeline_current(self) -> None:
+        lid = self.current_lesion()
+        if lid is not None:
+            self.timeline_requested.emit(lid)
 
-    def _export_current(self) -> None:
-        rid = self._current_id()
-        if rid is not None:
-            self.export_requested.emit(rid)
-
-    def _delete_current(self) -> None:
-        rid = self._current_id()
-        if rid is None:
-            return
-        answer = QMessageBox.question(self, "Delete from history",
-                                      "Delete this result and its stored image copy? This cannot be undone.")
-        if answer == QMessageBox.StandardButton.Yes and self.store.delete(rid):
+    def _activated(self, item: QTreeWidgetItem) -> None:
+        kind = item.data(0, KIND_ROLE)
+        if kind == EXAM:
+            self.open_requested.emit(int(item.data(0, ID_ROLE)))
+        elif kind == LESION:
+            self.timeline_requested.emit(int(item.data(0, ID_ROLE)))
+        elif kind == MORE and item.data(0, ID_ROLE) == 0:
+            self._unfiled_limit *= 5
             self.refresh()
-            self.deleted.emit(rid)
+
+    def _context_menu(self, pos: object) -> None:
+        menu = QMenu(self)
+        for b in (self.open_button, self.timeline_button, self.file_button, self.edit_button, self.export_button,
+                  self.delete_button):
+            if b.isEnabled():
+                menu.addAction(b.text(), b.click)
+        if not menu.isEmpty():
+            menu.exec(self.tree.viewport().mapToGlobal(pos))  # type: ignore[arg-type]
+
+    # ---- deleting -------------------------------------------------------------------------------------
+    def delete_current(self) -> bool:
+        """Delete the selected examination, lesion or patient after a confirmation that names what goes."""
+        cur = self.current()
+        if cur is None:
+            return False
+        kind, ident = cur
+        if kind == EXAM:
+            rec = self.store.get(ident, full=False)
+            if rec is None:
+                return False
+            text = (f"Delete the examination of {rec.created_local()} ({rec.source_name})"
+                    + (f", filed under {rec.filed_under()}," if rec.filed_under() else "")
+                    + " and its stored image? This cannot be undone.")
+        elif kind == PATIENT:
+            patient = self.store.get_patient(ident)
+            if patient is None:
+                return False
+            what = self.store.patient_deletion(ident)
+            text = (f"Delete patient {patient.clinic_id}{f' ({patient.name})' if patient.name else ''} with "
+                    f"{what.sentence()}? This cannot be undone.")
+        elif kind == LESION:
+            lesion = self.store.get_lesion(ident)
+            if lesion is None:
+                return False
+            n = len(self.store.examinations_of(ident))
+            text = (f"Delete the lesion '{lesion.title()}' with its {n} examination(s) and their stored images? "
+                    "This cannot be undone.")
+        else:
+            return False
+        answer = QMessageBox.question(self, "Delete from the records", text)
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        if kind == EXAM:
+            if self.store.delete(ident):
+                self.refresh()
+                self.deleted.emit(ident)
+        elif kind == PATIENT:
+            self.store.delete_patient(ident)
+            self.refresh()
+            self.patient_deleted.emit(ident)
+        else:
+            self.store.delete_lesion(ident)
+            self.refresh()
+        return True

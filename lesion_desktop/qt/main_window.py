@@ -60,6 +60,7 @@ from lesion_desktop.qt.actions import build_actions, build_menus
 from lesion_desktop.qt.camera import CameraThread, SourceFactory, default_source
 from lesion_desktop.qt.history_panel import HistoryPanel
 from lesion_desktop.qt.imaging import qimage_to_rgb
+from lesion_desktop.qt.patient_bar import RecordsController, open_history
 from lesion_desktop.qt.report_pdf import write_report
 from lesion_desktop.qt.result_panel import ResultPanel
 from lesion_desktop.qt.settings_dialog import SettingsDialog
@@ -94,7 +95,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("Lesion Desktop")
         self.settings = settings if settings is not None else load_settings()
-        self.store = store or RecordStore()
+        self.store = store or open_history()  # refuses a newer history
         self.model_store = ModelStore(model_store_dir())
         self.camera_source = camera_source or default_source
         self.camera_retry_s = camera_retry_s
@@ -208,6 +209,8 @@ class MainWindow(QMainWindow):
         cl.addWidget(self.disclaimer)
         cl.addWidget(self.unvalidated_banner)
         cl.addWidget(self.message_bar)
+        self.records_ui = RecordsController(self)  # filing bar, File menu's records items, history dialogs
+        cl.addWidget(self.records_ui.bar)
         cl.addWidget(splitter, 1)
         self.setCentralWidget(central)
         self.device_label = QLabel()
@@ -426,6 +429,7 @@ class MainWindow(QMainWindow):
         return f"{name}\n{image.shape[1]}×{image.shape[0]} px"
 
     def _on_analysis(self, analysis: Analysis) -> None:
+        self.records_ui.examination_added(analysis)  # filed under the chosen patient's lesion
         self.history.refresh(select_id=analysis.record.id)
         if analysis.seq == self._seq:  # a later request supersedes this one
             self.show_analysis(analysis)
@@ -567,7 +571,8 @@ class MainWindow(QMainWindow):
             heat, _ = self.shown_heatmap()
             write_report(path, a.record, a.image, a.preprocessed, heat, self.settings.warning_threshold,
                          self.settings.heatmap_opacity, rates=self.rates_for(a.record),
-                         heatmap_code=CLASS_CODES[self.heatmap_index])
+                         heatmap_code=CLASS_CODES[self.heatmap_index],
+                         store=self.store, rise_points=self.settings.follow_up_alert_points)
         except OSError as e:
             log.exception("PDF export failed")
             self.show_error(f"Could not write the report {path}: {e}")
