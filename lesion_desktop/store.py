@@ -86,11 +86,10 @@ def unvalidated_note(models_dir: Path | None) -> str:
     record = installation_record(models_dir)
     if not record or not record.get("by_override"):
         return ""
-    why = str(record.get("comparison") or "").strip()
-    return ("Unvalidated models in use: they were installed by override although they were not shown to be at "
-            "least as good as the models they replaced" + (f" ({why.rstrip('.')})" if why else "")
-            + ". Treat their results with extra caution, and roll back to the previous models (Tools > Retrain "
-            "models > Roll back) unless you have checked them yourself.")
+    figures = str(record.get("figures") or "").strip()
+    return ("Unvalidated models in use: installed by override, not shown to be at least as good as the models "
+            "they replaced" + (f": {figures.rstrip('.')}." if figures else " (no fair comparison was possible).")
+            + " Treat their results with extra caution; roll back with Tools > Retrain models > Roll back.")
 
 
 class ModelStore:
@@ -151,13 +150,14 @@ class ModelStore:
                 if d.name.startswith(".incoming-"):
                     shutil.rmtree(d, ignore_errors=True)
 
-    def install(self, candidate: Path, name: str | None = None, *, comparison: str = "",
+    def install(self, candidate: Path, name: str | None = None, *, comparison: str = "", figures: str = "",
                 by_override: bool = False) -> Path:
         """Copy a verified ensemble in and make it active; the one it replaces becomes `previous`.
 
         The installed copy's manifest records how it got there (`installation`: when, the comparison with the
-        models it replaced, and whether the user overrode a failed or impossible comparison). An override also
-        tags the copy's name, so every result, history entry and PDF made with it reads UNVALIDATED.
+        models it replaced and its figures, and whether the user overrode a failed or impossible comparison).
+        An override also tags the copy's name, so every result, history entry and PDF made with it reads
+        UNVALIDATED.
         """
         from lesion_desktop.bundle import load_ensemble
 
@@ -175,7 +175,7 @@ class ModelStore:
                 raise BundleError(f"An installed ensemble named {name} already exists.")
             shutil.copytree(candidate, tmp)
             _record_installation(tmp, {"installed": now.isoformat(timespec="seconds"), "by_override": by_override,
-                                       "comparison": comparison})
+                                       "comparison": comparison, "figures": figures})
             _fsync_tree(tmp)
             os.replace(tmp, final)
             _fsync_dir(self.ensembles)

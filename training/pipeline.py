@@ -130,6 +130,7 @@ class InstallVerdict:
     worse: bool  # shown worse on balanced accuracy or melanoma recall
     summary: str  # what the user reads before deciding
     figures: str  # "balanced accuracy 0.520 vs 0.770 (-0.250, 95% interval ...), melanoma recall ..."
+    detail: str  # the summary without its figures, for a box that shows them apart
 
 
 def compared_figures(c: Comparison) -> str:
@@ -155,8 +156,9 @@ def install_verdict(c: Comparison | None) -> InstallVerdict:
     """
     override = " Installing them needs an explicit override."
     if c is None:
-        return InstallVerdict(True, False, "There are no active models to compare the new models with, so they "
-                                           "are not shown to be at least as good." + override, "")
+        text = "There are no active models to compare the new models with, so they are not shown to be at least " \
+               "as good." + override
+        return InstallVerdict(True, False, text, "", text)
     figures = compared_figures(c)
     on = f"on {c.n_images} validation images ({c.n_lesions} lesions) that neither trained on"
     ba = (c.difference or {}).get("balanced_accuracy")
@@ -164,16 +166,19 @@ def install_verdict(c: Comparison | None) -> InstallVerdict:
     worse = bool(ba and ba[1] < 0) or bool(mel and mel[1] < 0)
     if c.problem or not ba:
         shown = f" Measured {on}: {figures}." if figures else ""
-        return InstallVerdict(True, worse, f"The new models cannot be judged. {c.problem or ''}{shown}"
-                              f" They are not shown to be at least as good as the active models.{override}", figures)
+        tail = f" They are not shown to be at least as good as the active models.{override}"
+        return InstallVerdict(True, worse, f"The new models cannot be judged. {c.problem}{shown}{tail}", figures,
+                              f"{c.problem}{f' Measured {on}.' if figures else ''}{tail}")
     if worse:
-        return InstallVerdict(True, True, f"The new models are WORSE than the active ones {on}: {figures}. "
-                                          f"Installing them is not recommended.{override}", figures)
+        advice = " Installing them is not recommended, and needs an explicit override."
+        return InstallVerdict(True, True, f"The new models are WORSE than the active ones {on}: {figures}.{advice}",
+                              figures, f"Measured {on}.{advice}")
     if ba[0] > 0:
         return InstallVerdict(False, False, f"The new models are better than the active ones {on}: {figures}.",
-                              figures)
+                              figures, f"Measured {on}.")
+    advice = f" They are not shown to be better.{override}"
     return InstallVerdict(True, False, f"The validation images cannot tell the new models from the active ones "
-                                       f"({on}): {figures}. They are not shown to be better.{override}", figures)
+                                       f"({on}): {figures}.{advice}", figures, f"Measured {on}.{advice}")
 
 
 @dataclass
@@ -308,4 +313,5 @@ def install_candidate(result: RetrainResult, store: ModelStore, *, override: boo
     verdict = result.verdict
     if verdict.needs_override and not override:
         raise LesionError("Not installed: " + verdict.summary)
-    return store.install(Path(result.ensemble_dir), comparison=verdict.summary, by_override=verdict.needs_override)
+    return store.install(Path(result.ensemble_dir), comparison=verdict.summary, figures=verdict.figures,
+                         by_override=verdict.needs_override)

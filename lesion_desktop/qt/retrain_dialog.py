@@ -315,7 +315,7 @@ class RetrainDialog(QDialog):
     def _on_finished(self, result: RetrainResult) -> None:
         self.candidate = result
         self.progress_bar.setValue(1000)
-        self.status_label.setText(f"Finished in {format_eta(time.monotonic() - self._t0)}. Compare the reports, "
+        self.status_label.setText(f"Finished in {format_eta(result.seconds)}. Compare the reports, "
                                   "then install the new models if they are better.")
         self.eta_label.clear()
         self._show_report(result)
@@ -369,7 +369,7 @@ class RetrainDialog(QDialog):
                          "The new models are not shown to be at least as good as the active ones.")
                         + (f"\n\n{verdict.figures}." if verdict.figures else ""))
             box.setInformativeText(
-                verdict.summary + "\n\nIf you install them anyway, they are marked as unvalidated: a banner in "
+                verdict.detail + "\n\nIf you install them anyway, they are marked as unvalidated: a banner in "
                 "the main window and every result made with them say so until you roll back.")
             yes.setText("Install anyway (override)")
             no.setText("Keep the active models")
