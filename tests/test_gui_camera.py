@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QAbstractItemView
 
 from lesion_desktop.imageio import load_image
 from lesion_desktop.settings import Settings
@@ -146,11 +146,14 @@ def test_space_captures_only_while_the_camera_is_on(qtbot, make_window):
     w.show()
     qtbot.waitExposed(w)
     w.activateWindow()
-    lists = [c for c in w.history.findChildren(QWidget) if c.focusPolicy() != Qt.FocusPolicy.NoFocus]
+    qtbot.waitUntil(w.isActiveWindow)  # shortcuts reach only the active window: else Space would do nothing anyway
+    lists = w.history.findChildren(QAbstractItemView)  # the history's list of examinations
     assert isinstance(w.history, HistoryPanel) and lists
     target = lists[0]
     target.setFocus()
     qtbot.keyClick(target, Qt.Key.Key_Space)
+    target.clearFocus()
+    qtbot.keyClick(w, Qt.Key.Key_Space)  # nor with no widget to take it: Space alone never starts the camera
     qtbot.wait(50)
     assert w.camera is None and cam.opens == 0 and w.idle and w.history.record_ids() == []
     w.set_camera_on(True)
