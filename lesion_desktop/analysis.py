@@ -85,9 +85,9 @@ def assess(malignant_probability: float, top_code: str, threshold: float, qualit
     """
     rate = warning_rates_sentence(rates, threshold)
     if out_of_scope:
-        return Assessment(OUT_OF_SCOPE, "Not an image these models can judge",
-                          f"{out_of_scope} No diagnosis is shown. Use a dermoscopy image of a single skin lesion.",
-                          threshold)
+        advice = "" if "diagnosis" in out_of_scope else (
+            " No diagnosis is shown. Use a dermoscopy image of a single skin lesion.")
+        return Assessment(OUT_OF_SCOPE, "Not an image these models can judge", out_of_scope + advice, threshold)
     poor = ("The image quality is poor (" + "; ".join(w.rstrip(".") for w in quality_warnings).lower()
             + "): retake it.") if quality_warnings else ""
     if malignant_probability >= threshold:

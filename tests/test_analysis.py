@@ -53,6 +53,10 @@ def test_a_poor_image_never_reassures():
 def test_out_of_scope_shows_no_diagnosis():
     a = assess(0.43, "bcc", 0.30, out_of_scope="This does not look like a dermoscopy image.")
     assert a.level == OUT_OF_SCOPE and "No diagnosis" in a.text and "43%" not in a.text
+    from lesion_desktop.scope import ADVICE, REASONS
+
+    gate = assess(0.43, "bcc", 0.30, out_of_scope=f"{REASONS['drawing']} {ADVICE}")
+    assert gate.text.count("diagnosis") == 1  # the gate's own advice is not repeated
 
 
 def test_the_stricter_threshold_wins():
