@@ -33,8 +33,12 @@ UNFILED_SHOWN = 200  # quick examinations listed at first; "show more" adds the 
 
 
 def exam_text(r: Record) -> str:
-    short = r.top_name.split(" (")[0].split(" /")[0]
     extra = " · histology: " + r.histopathology if r.histopathology else ""
+    scope = r.details.get("scope") if isinstance(r.details, dict) else None
+    if isinstance(scope, dict) and scope.get("in_scope") is False and not r.details.get("shown_anyway"):
+        # the window shows no diagnosis for an image the models cannot judge: neither does its history row
+        return f"{r.created_local()} · not a dermoscopy image: no diagnosis{extra}\n{r.source_name}"
+    short = r.top_name.split(" (")[0].split(" /")[0]
     return (f"{r.created_local()} · {short} ({r.probabilities.max():.0%})\n"
             f"Malignant classes {r.malignant_probability:.0%}{extra}\n{r.source_name}")
 
