@@ -30,7 +30,15 @@ from typing import Any
 import numpy as np
 
 from lesion_desktop.errors import BundleError
-from lesion_desktop.imageio import QUALITY_SIZE, QualityReport, quality_check
+from lesion_desktop.imageio import (
+    BLUR_THRESHOLD,
+    CLIPPED_FRACTION,
+    CLIPPED_LEVEL,
+    DARK_THRESHOLD,
+    QUALITY_SIZE,
+    QualityReport,
+    quality_check,
+)
 from lesion_desktop.manifest import MANIFEST, read_json_object, sha256_file
 
 SCOPE_FORMAT = "lesion-desktop-scope"
@@ -39,6 +47,7 @@ SCOPE_FILE = "scope.json"
 ARRAYS_FILE = "scope.npz"
 MAX_ARRAYS_BYTES = 64 * 1024 * 1024
 NEAR_BLACK = 30  # a pixel whose channels are all at most this is part of a black border
+MIN_COUNTED = 0.2  # the drawing check needs this share of the image neither near-black nor clipped
 WORK_SIZE = (150, 200)  # (height, width): the checks look at the image at the training copies' resolution
 
 NOT_DERMOSCOPY = "This does not look like a dermoscopy image of a skin lesion"
@@ -56,9 +65,9 @@ ADVICE = "The models cannot judge it, so no diagnosis is given; use a dermoscopy
 class ImageChecks:
     """Limits of the image checks; each was set well outside what any training or validation image reaches."""
 
-    min_colourfulness: float = 3.0  # Hasler & Suesstrunk's colourfulness; HAM10000's lowest is about 8
+    min_colourfulness: float = 3.0  # Hasler & Suesstrunk's colourfulness; HAM10000's lowest is 11.4
     min_channel_std: float = 2.0  # largest per-channel standard deviation (grey levels)
-    max_flat_fraction: float = 0.6  # pixels whose neighbours right and below are identical; HAM10000's highest ~0.44
+    max_flat_fraction: float = 0.5  # pixels whose neighbours right and below are identical; HAM10000's highest 0.41
 
     @classmethod
     def from_dict(cls, d: Any) -> ImageChecks:
@@ -75,13 +84,14 @@ class ImageChecks:
 
 @dataclass(frozen=True)
 class ImageStats:
-    colourfulness: float
+    colourfulness: float  # after stretching a dark image's levels, so under-exposure does not read as grey
     channel_std: float
-    flat_fraction: float
+    flat_fraction: float  # of the pixels neither near-black nor clipped white
+    brightness: float  # mean grey level
 
 
 def work_image(rgb: np.ndarray) -> np.ndarray:
-    """The image at about the training copies' resolution (area-averaged, aspect kept), as uint8."""
+    """The image at about the training copies' resolution (area-averaged, centre 4:3 crop), as uint8."""
     from lesion_desktop.preprocess import normalise_resolution
 
     if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
@@ -93,36 +103,51 @@ def work_image(rgb: np.ndarray) -> np.ndarray:
 def image_stats(rgb: np.ndarray) -> ImageStats:
     img = work_image(rgb)
     f = img.astype(np.float32)
-    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    grey = f @ np.array([0.299, 0.587, 0.114], np.float32)
+    gain = min(8.0, max(1.0, 255.0 / max(float(np.percentile(grey, 99)), 1.0)))
+    r, g, b = f[..., 0] * gain, f[..., 1] * gain, f[..., 2] * gain
     rg, yb = r - g, 0.5 * (r + g) - b
     colourfulness = math.hypot(float(rg.std()), float(yb.std())) + 0.3 * math.hypot(float(rg.mean()),
                                                                                       float(yb.mean()))
     channel_std = float(f.reshape(-1, 3).std(0).max())
-    # Identical neighbours, not counting near-black pixels: many dermatoscopes' round field of view leaves
-    # uniformly black corners, which are no sign of a drawing.
+    # Identical neighbours among pixels that are neither near-black (a round dermatoscope's black corners) nor
+    # clipped white (over-exposure): neither is a sign of a drawing.
     core = img[:-1, :-1]
-    same = (np.all(img[:-1, 1:] == core, axis=2) & np.all(img[1:, :-1] == core, axis=2)
-            & (core.max(axis=2) > NEAR_BLACK))
-    flat = float(np.mean(same)) if core.size else 1.0
-    return ImageStats(colourfulness, channel_std, flat)
+    counted = (core.max(axis=2) > NEAR_BLACK) & (core.min(axis=2) < CLIPPED_LEVEL)
+    same = np.all(img[:-1, 1:] == core, axis=2) & np.all(img[1:, :-1] == core, axis=2) & counted
+    n = int(counted.sum())
+    flat = float(same.sum()) / n if n >= MIN_COUNTED * max(core.shape[0] * core.shape[1], 1) else 0.0
+    return ImageStats(colourfulness, channel_std, flat, float(grey.mean()))
 
 
 def image_finding(stats: ImageStats, checks: ImageChecks) -> str:
-    """The first check the image fails ("flat", "grey", "drawing"), or "" when it passes them all."""
+    """The first check the image fails ("flat", "grey", "drawing"), or "" when it passes them all.
+
+    The drawing check is not made on a dark image: its few grey levels make neighbours identical.
+    """
     if stats.channel_std < checks.min_channel_std:
         return "flat"
     if stats.colourfulness < checks.min_colourfulness:
         return "grey"
-    if stats.flat_fraction > checks.max_flat_fraction:
+    if stats.flat_fraction > checks.max_flat_fraction and stats.brightness >= DARK_THRESHOLD:
         return "drawing"
     return ""
 
 
-def poor_exposure_or_focus(quality: QualityReport) -> bool:
-    """The quality check found the image dark, over-exposed or blurred (not merely small)."""
+def dark_or_blurred(quality: QualityReport, image: np.ndarray) -> bool:
+    """The quality check calls the image too dark, or blurred (not merely small or over-exposed).
+
+    Photos of real lesions that are dark or out of focus lie far from the training features too; telling the
+    user to retake them is the quality check's job. An over-exposed photo is mostly white: nothing to judge.
+    """
+    if quality.brightness < DARK_THRESHOLD:
+        return True
     long_side, short_side = QUALITY_SIZE
     small = min(quality.width, quality.height) < short_side or max(quality.width, quality.height) < long_side
-    return len(quality.warnings) > (1 if small else 0)
+    if small or quality.sharpness >= BLUR_THRESHOLD:
+        return False
+    grey = work_image(image).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(np.mean(grey >= CLIPPED_LEVEL)) <= CLIPPED_FRACTION
 
 
 @dataclass(frozen=True)
@@ -172,7 +197,7 @@ class ScopeModel:
     checks: ImageChecks = field(default_factory=ImageChecks)
     calibration: dict[str, Any] = field(default_factory=dict)
     fitted_for: dict[str, str] = field(default_factory=dict)  # member name -> its manifest's sha256
-    # Used instead of `threshold` when the quality check finds the image dark, blurred or over-exposed: such a
+    # Used instead of `threshold` when the quality check finds the image dark or blurred: such a
     # photo of a real lesion lies far from the training features too, and asking for a retake is the quality
     # check's business. Set on degraded validation images; None: the same threshold for every image.
     poor_quality_threshold: float | None = None
@@ -192,8 +217,8 @@ class ScopeModel:
             per.append(m.standardised(x[None, :] if x.ndim == 1 else x))
         return np.max(np.stack(per), axis=0)
 
-    def threshold_for(self, quality: QualityReport) -> float:
-        if self.poor_quality_threshold is not None and poor_exposure_or_focus(quality):
+    def threshold_for(self, quality: QualityReport, image: np.ndarray) -> float:
+        if self.poor_quality_threshold is not None and dark_or_blurred(quality, image):
             return max(self.threshold, self.poor_quality_threshold)
         return self.threshold
 
@@ -205,7 +230,7 @@ class ScopeModel:
         """
         score = float(self.feature_scores(features)[0])
         finding = image_finding(image_stats(image), self.checks)
-        threshold = self.threshold_for(quality if quality is not None else quality_check(image))
+        threshold = self.threshold_for(quality if quality is not None else quality_check(image), image)
         if not finding and score <= threshold:  # a NaN score is out of scope, never in
             return ScopeResult(True, score, threshold, "", "")
         kind = finding or "features"
@@ -241,8 +266,10 @@ class ScopeModel:
             "calibration": self.calibration,
         }
         _write_atomic(folder / SCOPE_FILE, (json.dumps(doc, indent=1) + "\n").encode())
+        headline = {k: {f: v[f] for f in ("n", "flagged", "rate") if f in v}
+                    for k, v in self.calibration.items() if isinstance(v, dict) and "rate" in v}
         return {"file": SCOPE_FILE, "sha256": sha256_file(folder / SCOPE_FILE), "threshold": float(self.threshold),
-                "calibration": self.calibration}
+                "poor_quality_threshold": doc["poor_quality_threshold"], "calibration": headline}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -34,9 +34,9 @@ from lesion_desktop.scope import (
     ImageChecks,
     MemberDistance,
     ScopeModel,
+    dark_or_blurred,
     image_finding,
     image_stats,
-    poor_exposure_or_focus,
 )
 from training.data import build_cache, read_dataset
 from training.progress import Progress, check_cancel
@@ -101,7 +101,7 @@ class SplitFeatures:
     flagged: np.ndarray  # (N,) bool: the image checks' verdict
     image_ids: list[str]
     work_images: np.ndarray | None = None  # (N, 150, 200, 3) uint8 at the working resolution (memmap)
-    poor: np.ndarray | None = None  # (N,) bool: the quality check calls the image dark, over-exposed or blurred
+    poor: np.ndarray | None = None  # (N,) bool: the quality check calls the image dark or blurred
 
 
 def _member_key(runner: Runner) -> str:
@@ -122,7 +122,8 @@ def split_features(engine: Engine, data: str | Path, split_file: str | Path, whi
     ids = [work.records[i].image_id for i in idx]
     checks = ImageChecks()
     flagged = np.array([bool(image_finding(image_stats(np.asarray(work.images[i])), checks)) for i in idx], bool)
-    poor = np.array([poor_exposure_or_focus(quality_check(np.asarray(work.images[i]))) for i in idx], bool)
+    poor = np.array([dark_or_blurred(quality_check(im), im) for im in (np.asarray(work.images[i]) for i in idx)],
+                    bool)
     feats: dict[str, np.ndarray] = {}
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
     for k, runner in enumerate(engine.runners):
@@ -158,7 +159,7 @@ def split_features(engine: Engine, data: str | Path, split_file: str | Path, whi
 class DegradedFeatures:
     features: dict[str, np.ndarray]
     flagged: np.ndarray  # the image checks' verdict
-    poor: np.ndarray  # the quality check calls the copy dark, over-exposed or blurred
+    poor: np.ndarray  # the quality check calls the copy dark or blurred
     kinds: list[str]
 
 
@@ -178,7 +179,7 @@ def degraded_features(engine: Engine, val: SplitFeatures, cache_dir: Path,
             kinds.append(kind)
     checks = ImageChecks()
     flagged = np.array([bool(image_finding(image_stats(im), checks)) for im in images], bool)
-    poor = np.array([poor_exposure_or_focus(quality_check(im)) for im in images], bool)
+    poor = np.array([dark_or_blurred(quality_check(im), im) for im in images], bool)
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             feats = {name: z[f"m{k}"] for k, name in enumerate(engine.members) if f"m{k}" in z.files}
@@ -289,9 +290,11 @@ def fit_scope(engine: Engine, data: str | Path, split_file: str | Path, cache_di
     model.threshold = calibrate_threshold(model.feature_scores(val.features), val.flagged, target)
     deg = degraded_features(engine, val, cache_dir, progress)
     deg_scores = model.feature_scores(deg.features)
-    poor = deg.poor
+    # Copies the image checks flag (nothing left to see) do not count against the budget: the threshold is the
+    # one that flags at most `target` of the dark or blurred copies on their features alone.
+    sel = deg.poor & ~deg.flagged
     model.poor_quality_threshold = max(model.threshold,
-                                       calibrate_threshold(deg_scores[poor], deg.flagged[poor], target))
+                                       calibrate_threshold(deg_scores[sel], np.zeros(int(sel.sum()), bool), target))
     figures: dict[str, Any] = {
         "method": f"residual outside the top {members[0].basis.shape[1]} principal components of each member's "
                   "training features, standardised on validation; largest member",
@@ -309,15 +312,17 @@ def fit_scope(engine: Engine, data: str | Path, split_file: str | Path, cache_di
 
 
 def _degraded_figures(model: ScopeModel, deg: DegradedFeatures, scores: np.ndarray) -> dict[str, Any]:
-    """Per degradation: how many copies the quality check calls poor, and how many of those the gate flags with
-    the poor-quality threshold (and would flag with the ordinary one)."""
+    """Per degradation: how many copies the quality check calls dark or blurred, and how many of all copies the
+    gate flags (and would flag with the ordinary threshold for every image)."""
     poor_threshold = model.threshold if model.poor_quality_threshold is None else model.poor_quality_threshold
     kinds = np.array(deg.kinds)
     out: dict[str, Any] = {}
     for kind in DEGRADATIONS:
-        sel = (kinds == kind) & deg.poor
-        out[kind] = {"copies": int((kinds == kind).sum()), "poor_quality": int(sel.sum()),
-                     "flagged": int((deg.flagged[sel] | ~(scores[sel] <= poor_threshold)).sum()),
+        sel = kinds == kind
+        thresholds = np.where(deg.poor[sel], poor_threshold, model.threshold)
+        out[kind] = {"copies": int(sel.sum()), "dark_or_blurred": int(deg.poor[sel].sum()),
+                     "flagged": int((deg.flagged[sel] | ~(scores[sel] <= thresholds)).sum()),
+                     "flagged_by_image_checks": int(deg.flagged[sel].sum()),
                      "flagged_at_ordinary_threshold": int((deg.flagged[sel] | ~(scores[sel] <= model.threshold)).sum())}
     return out
 
@@ -346,11 +351,12 @@ def scope_command(models_dir: Path, data: str | Path, split_file: Path, *, out: 
     engine = load_engine(Path(models_dir), device=device)
     model, figures = fit_scope(engine, data, split_file, cache_dir, components=components, target=target,
                                progress=progress)
-    echo(f"threshold {model.threshold:.3f} (validation: {_fmt(figures['validation'])} flagged); for dark, "
-         f"over-exposed or blurred images {model.poor_quality_threshold:.3f}")
+    echo(f"threshold {model.threshold:.3f} (validation: {_fmt(figures['validation'])} flagged); for dark or "
+         f"blurred images {model.poor_quality_threshold:.3f}")
     for kind, f in figures["degraded_validation"].items():
-        echo(f"  validation copies {kind}: {f['flagged']}/{f['poor_quality']} of those the quality check calls "
-             f"poor are flagged ({f['flagged_at_ordinary_threshold']} at the ordinary threshold)")
+        echo(f"  validation copies {kind}: {f['flagged']}/{f['copies']} flagged ({f['flagged_by_image_checks']} by "
+             f"the image checks; {f['dark_or_blurred']} dark or blurred; {f['flagged_at_ordinary_threshold']} "
+             "at the ordinary threshold)")
     if "test" in figures:
         echo(f"test split: {_fmt(figures['test'])} flagged")
     if fullres is not None:
