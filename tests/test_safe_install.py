@@ -199,3 +199,15 @@ def test_cli_installs_a_better_candidate_with_install(tmp_path, monkeypatch, cap
     assert "The new models are better" in out and "installed:" in out and "unvalidated" not in out
     active = ModelStore(model_store_dir()).active()
     assert active is not None and installation_record(active)["by_override"] is False
+
+
+def test_plain_install_command_compares_nothing_so_it_needs_unvalidated(tmp_path, capsys):
+    from training.cli import main as train_cli
+
+    store_dir = tmp_path / "store"
+    models = make_tiny_ensemble(tmp_path / "m")
+    assert train_cli(["install", str(models), "--store", str(store_dir)]) == 2
+    assert "--unvalidated" in capsys.readouterr().err and ModelStore(store_dir).active() is None
+    assert train_cli(["install", str(models), "--store", str(store_dir), "--unvalidated"]) == 0
+    active = ModelStore(store_dir).active()
+    assert active is not None and unvalidated_note(active)

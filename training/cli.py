@@ -137,7 +137,15 @@ def cmd_install(a: argparse.Namespace) -> int:
     from lesion_desktop.store import ModelStore
 
     store = ModelStore(Path(a.store) if a.store else model_store_dir())
-    print(f"installed and active: {store.install(Path(a.models))}")
+    if not a.unvalidated:
+        print("error: `install` compares nothing, so the models it installs have not been shown to be at least as "
+              "good as the active ones. Use `python -m training retrain ... --install` (compares on validation "
+              "images neither trained on), or pass --unvalidated to install them marked UNVALIDATED.",
+              file=sys.stderr)
+        return 2
+    path = store.install(Path(a.models), comparison="Installed with `python -m training install --unvalidated`: "
+                         "not compared with the models it replaced.", by_override=True)
+    print(f"installed and active, marked unvalidated until rolled back: {path}")
     return 0
 
 
@@ -300,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("install", help="make an ensemble active (the current one is kept for roll-back)")
     i.add_argument("models", help="ensemble folder; it is loaded and checked before it becomes active")
     i.add_argument("--store", help="model store folder (default: the app's data folder)")
+    i.add_argument("--unvalidated", action="store_true",
+                   help="required: install without a comparison; the models are marked UNVALIDATED (the window "
+                        "shows a banner) until rolled back")
     i.set_defaults(func=cmd_install)
 
     r = sub.add_parser("rollback", help="restore the previously active models")
