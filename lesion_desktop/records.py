@@ -119,7 +119,8 @@ _SCHEMA_V2 = [
     created TEXT NOT NULL)""",
     "CREATE INDEX lesions_patient ON lesions(patient_id)",
     f"CREATE TABLE examinations ({_exam_columns()})",
-    "CREATE INDEX examinations_lesion ON examinations(lesion_id, id)",
+    # covers the history's per-patient counts and last dates and a lesion's timeline (no row reads)
+    "CREATE INDEX examinations_lesion ON examinations(lesion_id, created)",
     "CREATE INDEX examinations_created ON examinations(created)",
     "CREATE INDEX examinations_sha ON examinations(image_sha256)",
     "CREATE INDEX examinations_image ON examinations(image_file)",
@@ -634,7 +635,7 @@ class RecordStore:
 
     def unfiled(self, limit: int | None = 500) -> builtins.list[Record]:
         """Quick examinations not filed under a patient yet, newest first."""
-        return self._records("WHERE e.lesion_id IS NULL", (), "e.id DESC", limit)
+        return self._records("WHERE e.lesion_id IS NULL", (), "e.created DESC, e.id DESC", limit)  # by the index
 
     def examinations_of(self, lesion_id: int) -> builtins.list[Record]:
         """A lesion's examinations, oldest first (its timeline)."""

@@ -19,12 +19,12 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from lesion_desktop.imageio import load_image
-from lesion_desktop.qt.history_panel import EXAM, LESION, PATIENT, UNFILED
+from lesion_desktop.qt.history_panel import EXAM, LESION, PATIENT, UNFILED, id_of, kind_of
 from lesion_desktop.qt.patient_dialog import PatientDialog, PatientForm
 from lesion_desktop.qt.patient_exam_dialog import ExaminationDialog
 from lesion_desktop.records import SCHEMA_VERSION, RecordStore
 from lesion_desktop.settings import Settings
-from tests.helpers import FULLRES, HAM, require_data
+from tests.helpers import FULLRES, require_data
 
 WAIT = 300_000  # generous: a busy 2-core machine (see test_gui_main)
 
@@ -83,7 +83,7 @@ def test_quick_examinations_list_newest_first_and_keep_the_original_file(qtbot, 
     ids = w.history.record_ids()
     assert len(ids) == 2 and ids[0] > ids[1]
     group = w.history.tree.topLevelItem(0)
-    assert group.data(0, Qt.ItemDataRole.UserRole) == UNFILED and "(2)" in group.text(0)
+    assert kind_of(group) == UNFILED and "(2)" in group.text(0)
     first = group.child(0)
     assert not first.icon(0).isNull() and images[1].name in first.text(0)
     assert w.history.tree.currentItem() is first  # the new result is selected
@@ -103,9 +103,9 @@ def test_choose_the_patient_before_the_capture(qtbot, make_window):
     assert a.record.filed_under() == rec.filed_under()  # the shown result knows too (its report will)
     assert "This examination: P-001 · Anna Berg, back: left shoulder" in w.records_ui.bar.current_label.text()
     item = w.history.tree.currentItem()  # revealed under its patient and lesion
-    assert item.data(0, Qt.ItemDataRole.UserRole) == EXAM
-    assert item.parent().data(0, Qt.ItemDataRole.UserRole) == LESION
-    assert item.parent().parent().data(0, Qt.ItemDataRole.UserRole) == PATIENT
+    assert kind_of(item) == EXAM
+    assert kind_of(item.parent()) == LESION
+    assert kind_of(item.parent().parent()) == PATIENT
     # a second image of the same lesion, then quick examinations again
     b = _classify(qtbot, w, _images(1, 40)[0])
     assert RecordStore().get(b.record.id).lesion_id == rec.lesion_id
@@ -147,7 +147,7 @@ def test_history_search_by_patient_id_or_name(qtbot, make_window):
     assert sorted(w.history.shown_patients()) == ["P-001", "P-002", "X-17"]
     QTest.keyClicks(w.history.search, "berg")
     assert sorted(w.history.shown_patients()) == ["P-001", "X-17"]
-    assert w.history.tree.topLevelItem(0).data(0, Qt.ItemDataRole.UserRole) == PATIENT  # no quick group now
+    assert kind_of(w.history.tree.topLevelItem(0)) == PATIENT  # no quick group now
     w.history.search.clear()
     QTest.keyClicks(w.history.search, "p-002")
     assert w.history.shown_patients() == ["P-002"]
@@ -228,7 +228,7 @@ def test_delete_a_patient_after_a_confirmation_that_names_what_goes(qtbot, make_
                       lesion_id=les) for f, les in zip(imgs, (l1.id, l1.id, l2.id, lb.id), strict=True)]
     w = make_window()
     top = next(w.history.tree.topLevelItem(i) for i in range(w.history.tree.topLevelItemCount())
-               if w.history.tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole + 1) == anna.id)
+               if id_of(w.history.tree.topLevelItem(i)) == anna.id)
     w.history.tree.setCurrentItem(top)
     asked: list[str] = []
 

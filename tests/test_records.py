@@ -4,6 +4,7 @@ test_records_upgrade below, in this file.)"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -382,6 +383,12 @@ print(f"migrated {time.perf_counter() - start:.4f}", flush=True)
 """
 
 
+def _connect(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """Closed at the end of the block: a connection left open would keep SQLite from recovering the WAL of a
+    killed process at the next open, and show a stale state the program itself would never see."""
+    return contextlib.closing(sqlite3.connect(path))
+
+
 def _run(code: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
@@ -412,7 +419,7 @@ def _check_readable_by_release(root: Path) -> None:
     """The old database, still usable by the released program: every record reads back as written."""
     from tests.records_v1_release import RecordStore as ReleasedStore
 
-    with sqlite3.connect(root / "history.sqlite") as con:
+    with _connect(root / "history.sqlite") as con:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert con.execute("PRAGMA user_version").fetchone()[0] == 1
     old = ReleasedStore(root)
@@ -426,7 +433,7 @@ def _check_readable_by_release(root: Path) -> None:
 
 def _check_migrated(root: Path, every_image: bool = False) -> None:
     store = RecordStore(root)
-    with sqlite3.connect(root / "history.sqlite") as con:
+    with _connect(root / "history.sqlite") as con:
         assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -485,7 +492,7 @@ def test_a_kill_during_the_migration_leaves_the_released_history_usable(released
         time.sleep(seconds * fraction)
         p.send_signal(signal.SIGKILL)
         out, err = p.communicate(timeout=600)
-        with sqlite3.connect(root / "history.sqlite") as con:
+        with _connect(root / "history.sqlite") as con:
             version = con.execute("PRAGMA user_version").fetchone()[0]
         outcomes.append((fraction, p.returncode, version))
         if version == 1:

@@ -26,10 +26,18 @@ from PySide6.QtWidgets import (
 
 from lesion_desktop.records import Record, RecordStore
 
-KIND_ROLE = Qt.ItemDataRole.UserRole
-ID_ROLE = Qt.ItemDataRole.UserRole + 1
+KEY_ROLE = Qt.ItemDataRole.UserRole  # "kind:id", one value per item (fewer calls into Qt per row)
 UNFILED, PATIENT, LESION, EXAM, MORE = "unfiled", "patient", "lesion", "exam", "more"
 UNFILED_SHOWN = 200  # quick examinations listed at first; "show more" adds the rest
+ICON_CACHE = 5000  # decoded thumbnails kept
+
+
+def kind_of(item: QTreeWidgetItem) -> str:
+    return str(item.data(0, KEY_ROLE)).partition(":")[0]
+
+
+def id_of(item: QTreeWidgetItem) -> int:
+    return int(str(item.data(0, KEY_ROLE)).partition(":")[2])
 
 
 def exam_text(r: Record) -> str:
@@ -57,6 +65,9 @@ class HistoryPanel(QDockWidget):
         self.setObjectName("historyDock")  # needed for saveState/restoreState
         self.store = store
         self._unfiled_limit = UNFILED_SHOWN
+        self._icons: dict[int, QIcon] = {}
+        self._patient_items: dict[int, QTreeWidgetItem] = {}
+        self._expanded: set[int] = set()  # patients open in the tree, kept open across refreshes
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search patient ID or name")
         self.search.setClearButtonEnabled(True)
@@ -68,7 +79,8 @@ class HistoryPanel(QDockWidget):
         self.tree.setAlternatingRowColors(True)
         self.tree.setWordWrap(True)
         self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.tree.itemExpanded.connect(self._expanded)
+        self.tree.itemExpanded.connect(self._on_expanded)
+        self.tree.itemCollapsed.connect(self._on_collapsed)
         self.tree.itemActivated.connect(self._activated)
         self.tree.currentItemChanged.connect(lambda *_: self._update_buttons())
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -105,23 +117,33 @@ class HistoryPanel(QDockWidget):
     @staticmethod
     def _item(kind: str, ident: int, text: str) -> QTreeWidgetItem:
         item = QTreeWidgetItem([text])
-        item.setData(0, KIND_ROLE, kind)
-        item.setData(0, ID_ROLE, ident)
-        item.setToolTip(0, text)
+        item.setData(0, KEY_ROLE, f"{kind}:{ident}")
         return item
+
+    def _icon(self, r: Record) -> QIcon:
+        """Thumbnails are decoded once (an examination's thumbnail never changes)."""
+        assert r.id is not None
+        icon = self._icons.get(r.id)
+        if icon is None:
+            pix = QPixmap()
+            pix.loadFromData(r.thumbnail, "PNG")
+            icon = self._icons[r.id] = QIcon(pix)
+            if len(self._icons) > ICON_CACHE:
+                self._icons.pop(next(iter(self._icons)))
+        return icon
 
     def _exam_item(self, r: Record) -> QTreeWidgetItem:
         assert r.id is not None
         item = self._item(EXAM, r.id, exam_text(r))
-        pix = QPixmap()
-        pix.loadFromData(r.thumbnail, "PNG")
-        item.setIcon(0, QIcon(pix))
+        item.setIcon(0, self._icon(r))
         item.setToolTip(0, f"#{r.id} {r.source_name}\nModels: {r.model_version}")
         return item
 
     def refresh(self, select_id: int | None = None) -> None:
         """Rebuild the top level; select (and reveal) examination `select_id` when given."""
-        expanded = {int(it.data(0, ID_ROLE)) for it in self._top_items(PATIENT) if it.isExpanded()}
+        expanded = set(self._expanded)
+        self._patient_items.clear()
+        self._expanded.clear()
         self.tree.setUpdatesEnabled(False)
         try:
             self.tree.clear()
@@ -138,18 +160,20 @@ class HistoryPanel(QDockWidget):
                                  f"{'+' if len(unfiled) > self._unfiled_limit else ''})")
                 group.setExpanded(bool(unfiled))
             patients = self.store.patients(query)
+            items = []
             for s in patients:
                 p = s.patient
                 last = f", last {s.last_examination[:10]}" if s.last_examination else ""
                 item = self._item(PATIENT, p.id, f"{p.title()}\n{s.lesions} lesion(s), {s.examinations} "
                                                  f"examination(s){last}")
                 item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
-                self.tree.addTopLevelItem(item)
+                items.append(item)
+                self._patient_items[p.id] = item
+            self.tree.addTopLevelItems(items)
             if query and not patients:
                 self.tree.addTopLevelItem(self._item(MORE, -1, f"No patient ID or name contains '{query}'."))
-            for it in self._top_items(PATIENT):
-                if int(it.data(0, ID_ROLE)) in expanded:
-                    it.setExpanded(True)
+            for pid in expanded & self._patient_items.keys():
+                self._patient_items[pid].setExpanded(True)
         finally:
             self.tree.setUpdatesEnabled(True)
         if select_id is not None:
@@ -158,14 +182,20 @@ class HistoryPanel(QDockWidget):
 
     def _top_items(self, kind: str) -> list[QTreeWidgetItem]:
         items = [self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount())]
-        return [it for it in items if it.data(0, KIND_ROLE) == kind]
+        return [it for it in items if kind_of(it) == kind]
 
-    def _expanded(self, item: QTreeWidgetItem) -> None:
-        if item.data(0, KIND_ROLE) == PATIENT and item.childCount() == 0:
-            self._fill_patient(item)
+    def _on_expanded(self, item: QTreeWidgetItem) -> None:
+        if kind_of(item) == PATIENT:
+            self._expanded.add(id_of(item))
+            if item.childCount() == 0:
+                self._fill_patient(item)
+
+    def _on_collapsed(self, item: QTreeWidgetItem) -> None:
+        if kind_of(item) == PATIENT:
+            self._expanded.discard(id_of(item))
 
     def _fill_patient(self, item: QTreeWidgetItem) -> None:
-        pid = int(item.data(0, ID_ROLE))
+        pid = id_of(item)
         exams: dict[int, list[Record]] = {}
         for r in self.store.examinations_of_patient(pid):
             if r.lesion_id is not None:
@@ -185,11 +215,11 @@ class HistoryPanel(QDockWidget):
         if rec is None:
             return False
         parents = self._top_items(UNFILED) if rec.patient_id is None else [
-            it for it in self._top_items(PATIENT) if it.data(0, ID_ROLE) == rec.patient_id]
+            self._patient_items[rec.patient_id]] if rec.patient_id in self._patient_items else []
         for top in parents:
             top.setExpanded(True)  # fills a patient's lesions on first expansion
             for found in self._walk(top):
-                if found.data(0, KIND_ROLE) == EXAM and found.data(0, ID_ROLE) == record_id:
+                if kind_of(found) == EXAM and id_of(found) == record_id:
                     self.tree.setCurrentItem(found)
                     self.tree.scrollToItem(found)
                     return True
@@ -211,7 +241,7 @@ class HistoryPanel(QDockWidget):
         """The clinic IDs listed (after the search), top to bottom."""
         out = []
         for it in self._top_items(PATIENT):
-            p = self.store.get_patient(int(it.data(0, ID_ROLE)))
+            p = self.store.get_patient(id_of(it))
             if p is not None:
                 out.append(p.clinic_id)
         return out
@@ -221,19 +251,19 @@ class HistoryPanel(QDockWidget):
         item = self.tree.currentItem()
         if item is None:
             return None
-        return str(item.data(0, KIND_ROLE)), int(item.data(0, ID_ROLE))
+        return kind_of(item), id_of(item)
 
     def current_lesion(self) -> int | None:
         """The selected lesion, or the lesion of the selected examination."""
         item = self.tree.currentItem()
         if item is None:
             return None
-        kind = item.data(0, KIND_ROLE)
+        kind = kind_of(item)
         if kind == LESION:
-            return int(item.data(0, ID_ROLE))
+            return id_of(item)
         parent = item.parent()
-        if kind == EXAM and parent is not None and parent.data(0, KIND_ROLE) == LESION:
-            return int(parent.data(0, ID_ROLE))
+        if kind == EXAM and parent is not None and kind_of(parent) == LESION:
+            return id_of(parent)
         return None
 
     def _update_buttons(self) -> None:
@@ -255,12 +285,12 @@ class HistoryPanel(QDockWidget):
             self.timeline_requested.emit(lid)
 
     def _activated(self, item: QTreeWidgetItem) -> None:
-        kind = item.data(0, KIND_ROLE)
+        kind = kind_of(item)
         if kind == EXAM:
-            self.open_requested.emit(int(item.data(0, ID_ROLE)))
+            self.open_requested.emit(id_of(item))
         elif kind == LESION:
-            self.timeline_requested.emit(int(item.data(0, ID_ROLE)))
-        elif kind == MORE and item.data(0, ID_ROLE) == 0:
+            self.timeline_requested.emit(id_of(item))
+        elif kind == MORE and id_of(item) == 0:
             self._unfiled_limit *= 5
             self.refresh()
 
