@@ -3,8 +3,8 @@
 Covers flips and rotations (lesions have no up), scale and crop, colour shifts between devices,
 blur and sharpness of other optics, and JPEG compression of other cameras. Built on torchvision's v2
 transforms, applied per image to PIL images: the same policy runs 3-4x faster there than on uint8 tensors
-(hue, rotation and blur above all; benchmarks/bench_training.py), and augmentation sits on the training
-step's critical path.
+(hue, rotation and blur above all; benchmarks/bench_training.py). The trainer runs it in DataLoader
+workers (training.loader), each image with its own seed, so the step does not wait on it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ def training_transform(input_size: tuple[int, int]) -> v2.Compose:
         v2.RandomAdjustSharpness(2.0, p=0.15),
         v2.RandomApply([v2.JPEG((35, 95))], p=0.3),
     ])
+
+
+def augment_image(image: np.ndarray, transform: v2.Compose, seed: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 3) uint8, the random draw fixed by `seed` whatever process runs it.
+
+    The caller's torch random state is left as it was (with no workers this runs on the training thread).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return np.array(transform(Image.fromarray(image)))
 
 
 def augment_batch(images: torch.Tensor, transform: v2.Compose) -> torch.Tensor:
