@@ -231,6 +231,155 @@ def test_two_part_training_writes_a_calibrated_bundle_and_reports_progress(tmp_p
     assert fractions[-1] == 1.0 and fractions == sorted(fractions)
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert split["seed"] == 0 and split["train"]
+    # what the weights were fitted on, so that models are compared only on images neither saw
+    trained = b.manifest["training"]["trained_image_ids"]
+    assert trained == sorted(split["train"]) and not set(trained) & set(split["val"] + split["test"])
+
+
+def test_effective_size_is_the_training_images_own(tmp_path):
+    """The most common size, either orientation; the median when none dominates; large photos capped."""
+    import cv2
+
+    from tests.helpers import FULLRES
+    from training.data import Record
+    from training.prepare import MAX_EFFECTIVE_SIDE, measure_effective_size
+
+    def records(sizes: list[tuple[int, int]]) -> list[Record]:
+        out = []
+        for k, (h, w) in enumerate(sizes):
+            p = tmp_path / f"{k}-{h}x{w}.png"
+            cv2.imwrite(str(p), np.zeros((h, w, 3), np.uint8))
+            out.append(Record(p, 0, p.stem, p.stem))
+        return out
+
+    ham = read_dataset(require_data(HAM)).records
+    assert measure_effective_size(ham) == (150, 200)
+    full = [Record(p, 0, p.stem, p.stem) for p in sorted((require_data(FULLRES) / "images").glob("*.jpg"))]
+    assert measure_effective_size(full) == (450, 600)
+    assert measure_effective_size(records([(400, 300), (300, 400), (400, 300), (240, 320)])) == (300, 400)
+    assert measure_effective_size(records([(300, 400), (240, 320), (480, 640)])) == (300, 400)  # the median
+    assert MAX_EFFECTIVE_SIDE == 800
+    assert measure_effective_size(records([(3000, 4000)] * 2)) == (600, 800)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    broken = Record(tmp_path / "broken.jpg", 0, "b", "b")
+    assert measure_effective_size([broken, *records([(120, 160)])]) == (120, 160)
+
+
+def test_training_on_larger_images_records_their_size(tmp_path):
+    """A clinic's photos at 300x400 (some portrait): the bundle brings every input to 300x400, not 150x200."""
+    import cv2
+
+    data = make_class_folders(tmp_path / "data", per_class=5)
+    small = train(_tiny_cfg(data, tmp_path / "run", epochs_top=0, epochs_all=0))
+    assert load_bundle(small.bundle).manifest["preprocessing"]["effective_size"] == [150, 200]
+    for k, p in enumerate(sorted(data.rglob("*.jpg"))):
+        big = cv2.resize(cv2.imread(str(p)), (400, 300), interpolation=cv2.INTER_CUBIC)
+        if k % 3 == 0:
+            big = np.ascontiguousarray(np.rot90(big))
+        cv2.imwrite(str(p), big, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    res = train(_tiny_cfg(data, tmp_path / "run", epochs_top=0, epochs_all=0))
+    pre = load_bundle(res.bundle).manifest["preprocessing"]
+    assert pre["effective_size"] == [300, 400] and pre["jpeg_quality"] == 90 and pre["input_size"] == [48, 64]
+    # the 150x200 run's checkpoint in the same folder was not resumed: it learnt from other pixels
+    assert (tmp_path / "run" / "checkpoint.other-config.pt").exists()
+
+
+def _batches(loader, epoch: int) -> list:
+    loader.batch_sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_augmentation_in_worker_processes_gives_the_same_batches(tmp_path):
+    """Workers change where augmentation runs, not what the model sees, and leave the global stream alone."""
+    import pickle
+
+    import torch
+
+    from training.augment import training_transform
+    from training.loader import AugmentedImages, training_loader
+
+    rng = np.random.default_rng(0)
+    images = np.memmap(tmp_path / "cache.u8", dtype=np.uint8, mode="w+", shape=(21, 48, 64, 3))
+    images[:] = rng.integers(0, 256, images.shape, dtype=np.uint8)
+    images.flush()
+    labels = rng.integers(0, 7, 21)
+    pre = PreprocessConfig(input_size=(48, 64))
+
+    def loader(workers: int):
+        return training_loader(images, labels, np.arange(3, 21), pre, training_transform((48, 64)), batch_size=4,
+                               seed=7, workers=workers)
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    serial = [_batches(loader(0), e) for e in (0, 1)]
+    assert torch.equal(torch.get_rng_state(), before)
+    parallel = [_batches(loader(2), e) for e in (0, 1)]
+    for s_epoch, p_epoch in zip(serial, parallel, strict=True):
+        assert len(s_epoch) == len(p_epoch) == 5  # 18 images in batches of 4
+        for (xs, ys), (xp, yp) in zip(s_epoch, p_epoch, strict=True):
+            assert xs.shape[1:] == (3, 48, 64) and xs.dtype == torch.float32
+            assert torch.equal(xs, xp) and torch.equal(ys, yp)
+    assert not torch.equal(serial[0][0][0], serial[1][0][0])  # another epoch: other order, other draws
+    again = _batches(loader(0), 0)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(again, serial[0], strict=True))
+    seen = torch.cat([y for _, y in serial[0]])
+    assert sorted(seen.tolist()) == sorted(labels[3:].tolist())
+    # a spawned worker reopens the memmap instead of receiving every image pickled
+    ds = AugmentedImages(images, labels, training_transform((48, 64)))
+    blob = pickle.dumps(ds)
+    assert len(blob) < images.nbytes / 20
+    assert np.array_equal(np.asarray(pickle.loads(blob).images), np.asarray(images))
+
+
+def test_distributed_shards_are_padded_to_one_length():
+    """17 images on 2 ranks in batches of 4: both ranks take 3 steps (a rank with fewer would hang the other)."""
+    from training.loader import EpochBatches
+
+    ranks = [EpochBatches(np.arange(100, 117), 4, seed=0, rank=r, world=2) for r in (0, 1)]
+    for s in ranks:
+        s.set_epoch(3)
+    batches = [list(s) for s in ranks]
+    assert [len(s) for s in ranks] == [3, 3] and [len(b) for b in batches] == [3, 3]
+    assert [[len(b) for b in bs] for bs in batches] == [[4, 4, 1], [4, 4, 1]]
+    shown = [i for bs in batches for b in bs for i, _ in b]
+    assert len(shown) == 18 and set(shown) == set(range(100, 117))  # one image twice, as DistributedSampler does
+    seeds = [seed for bs in batches for b in bs for _, seed in b]
+    assert len(set(seeds)) == 18
+
+
+def test_training_with_worker_processes_learns_the_same_weights(tmp_path):
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    serial = train(_tiny_cfg(data, tmp_path / "serial", epochs_top=0, workers=0))
+    parallel = train(_tiny_cfg(data, tmp_path / "parallel", epochs_top=0, workers=2))
+    assert [h["loss"] for h in serial.history] == [h["loss"] for h in parallel.history]
+    assert serial.val_metrics["nll"] == parallel.val_metrics["nll"]
+
+
+def test_mixed_precision_scaler_state_is_checkpointed_and_resumed(tmp_path, monkeypatch):
+    """The loss scale learnt before an interruption goes on after it (not back to its initial value)."""
+    import torch
+
+    import training.trainer as trainer_mod
+    from training.trainer import CHECKPOINT
+
+    scalers: list[torch.amp.GradScaler] = []
+
+    def growing_scaler(device):  # CUDA's float16 scaler, made to work on the CPU: doubles after every step
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1))
+        return scalers[-1]
+
+    monkeypatch.setattr(trainer_mod, "grad_scaler", growing_scaler)
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    state = TaskState(None, lambda e: e["event"] == "epoch" and e["phase"] == "all" and state.cancel())
+    cfg = _tiny_cfg(data, tmp_path / "run", epochs_top=0, epochs_all=2)
+    with pytest.raises(CancelledError):
+        train(cfg, state)
+    saved = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert saved["scaler"]["scale"] == 2.0**12  # the all-layers phase's two steps
+    scalers.clear()
+    resumed = train(cfg)
+    assert [h["phase"] for h in resumed.history] == ["head", "all", "all"]
+    assert len(scalers) == 1 and scalers[0].get_scale() == 2.0**14  # went on from 2**12 for two more steps
 
 
 def test_cancel_stops_without_a_bundle(tmp_path):
@@ -268,6 +417,10 @@ def test_retrain_pipeline_then_install_and_roll_back(tmp_path):
     assert all(e.get("member") == "baseline_cnn" for e in events)
     ens = load_ensemble(res.ensemble_dir)
     assert ens.manifest["metrics"]["val"]["balanced_accuracy"] == pytest.approx(res.metrics["balanced_accuracy"])
+    from lesion_desktop.inference import load_engine
+
+    # the candidate carries its ONNX graphs, so the app runs it on ONNX Runtime without exporting at start
+    assert load_engine(res.ensemble_dir, "cpu").backend == "onnxruntime"
     store = ModelStore(tmp_path / "store")
     with pytest.raises(LesionError, match="Not installed"):
         install_candidate(res, store)
@@ -302,7 +455,8 @@ def test_a_checkpoint_from_before_the_jpeg_setting_still_resumes(tmp_path):
     data = make_ham_subset(tmp_path / "data", per_class=6)
     first = train(_tiny_cfg(data, tmp_path / "run"))
     ckpt = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)
-    del ckpt["config"]["jpeg_quality"]  # as written by the previous version
+    del ckpt["config"]["jpeg_quality"]  # as written by the previous versions
+    del ckpt["config"]["effective_size"], ckpt["config"]["workers"], ckpt["effective_size"], ckpt["scaler"]
     torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
     more = train(_tiny_cfg(data, tmp_path / "run", epochs_all=2))
     assert more.history[:3] == first.history and len(more.history) == 4
@@ -338,7 +492,8 @@ def test_evaluation_with_tta_gives_the_engines_tta_probabilities(tmp_path):
     """`python -m training evaluate --tta` must score what the app shows with TTA on, not something else."""
     import torch
 
-    from lesion_desktop.engine import EnsembleEngine
+    from lesion_desktop.inference import load_engine
+    from lesion_desktop.inference.ensemble import member_probabilities
     from training.ensemble import evaluate_models, member_probs
     from training.splits import save_split
 
@@ -352,11 +507,11 @@ def test_evaluation_with_tta_gives_the_engines_tta_probabilities(tmp_path):
     plain = member_probs(ens.members, str(data), str(split_file), "val", tmp_path / "cache")
     tta = member_probs(ens.members, str(data), str(split_file), "val", tmp_path / "cache", tta=True)
     assert not np.allclose(plain.probs[0], tta.probs[0], atol=1e-4)  # the views change the answer
-    engine = EnsembleEngine(ens_dir, "cpu", tta=True, backend="torch")
+    engine = load_engine(ens_dir, "cpu", tta=True, backend="torch")
     cache = build_cache(ds, ens.members[0].preprocess, tmp_path / "cache")
     order = [next(k for k, r in enumerate(cache.records) if r.image_id == i) for i in ids]
     with torch.inference_mode():
-        expected = engine._member_probs(0, cache.images[order], ens.members[0].preprocess).numpy()
+        expected = member_probabilities(engine.runners[0], cache.images[order], tta=True)[0]
     np.testing.assert_allclose(tta.probs[0], expected, atol=1e-5)
     m_plain = evaluate_models(ens_dir, data=str(data), split_file=str(split_file), which="val",
                               cache_dir=tmp_path / "cache")
