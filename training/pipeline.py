@@ -48,6 +48,7 @@ class RetrainConfig:
     half_weights: bool = False
     command: str = ""
     export_onnx: bool = True  # graphs beside the weights, so the candidate runs on ONNX Runtime on a CPU
+    fit_scope: bool = True  # a scope gate for the candidate, when its data are large enough to fit one
 
 
 # Below these, the compared images cannot judge the candidate, whatever the intervals say.
@@ -258,6 +259,8 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
     )
     if cfg.export_onnx:
         _export_graphs(built.path, progress)
+    if cfg.fit_scope:
+        _fit_scope(built.path, cfg.data, split_file, cache_dir, progress)
     comparison = None
     if active_dir is not None:
         if progress is not None:
@@ -283,6 +286,34 @@ def _export_graphs(ensemble_dir: Path, progress: Progress | None) -> None:
             export_member(member.path)
         except Exception:  # an architecture the exporter cannot handle must not lose the trained candidate
             log.warning("ONNX export of %s failed; it will run on PyTorch", member.path, exc_info=True)
+
+
+MIN_SCOPE_TRAINING_IMAGES = 1000  # fewer cannot outline what the models have seen (256 principal directions)
+
+
+def _fit_scope(ensemble_dir: Path, data: str, split_file: Path, cache_dir: Path, progress: Progress | None) -> None:
+    """Fit the candidate's own scope gate on its training split, calibrated on validation (python -m training
+    scope, in the pipeline). Skipped, with the reason logged, when the members give no pooled features or the
+    data are too small: the app then runs the image checks alone and each result says so."""
+    from lesion_desktop.inference import load_engine
+    from training.scope import fit_scope, write_scope
+
+    n_train = len(load_split(split_file).get("train", []))
+    if n_train < MIN_SCOPE_TRAINING_IMAGES:
+        log.warning("No scope gate fitted for %s: %d training images (at least %d needed)", ensemble_dir, n_train,
+                    MIN_SCOPE_TRAINING_IMAGES)
+        return
+    try:
+        engine = load_engine(ensemble_dir, "cpu")
+        if not all(r.gives_cams for r in engine.runners):  # the same split gives the pooled features
+            log.warning("No scope gate fitted for %s: a member gives no pooled features", ensemble_dir)
+            return
+        if progress is not None:
+            progress.report(0.95, "Fitting the scope gate (which images the new models can judge)")
+        model, figures = fit_scope(engine, data, split_file, cache_dir, progress=progress)
+        write_scope(model, figures, ensemble_dir, ensemble_dir)
+    except Exception:  # the candidate stays usable with the image checks alone
+        log.warning("Fitting the scope gate for %s failed", ensemble_dir, exc_info=True)
 
 
 def _compare_with_active(built: BuiltEnsemble, active_dir: Path, data: str, split_file: Path, cache_dir: Path,
