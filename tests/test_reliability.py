@@ -20,10 +20,9 @@ from lesion_desktop import cli, paths
 from lesion_desktop.bundle import MANIFEST, WEIGHTS, load_bundle, load_ensemble, save_bundle, sha256_file
 from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.cli import CSV_COLUMNS, main
-from lesion_desktop.inference import load_engine
 from lesion_desktop.errors import BundleError
 from lesion_desktop.imageio import load_image
-from lesion_desktop.inference import open_engine
+from lesion_desktop.inference import load_engine, open_engine
 from lesion_desktop.preprocess import PreprocessConfig
 from lesion_desktop.registry import BaselineCNN
 from lesion_desktop.store import ModelStore
@@ -447,5 +446,5 @@ def test_missing_cuda_falls_back_to_cpu_and_the_cli_says_so(tmp_path, tiny, caps
     assert "note: CUDA was requested but no CUDA device is available: using the CPU." in err
     assert _rows(out)[str(img)]["prediction"] in CLASS_CODES
     engine, _ = open_engine(device="cuda:1", models_dir=tiny)
-    assert engine.device.type == "cpu" and "no CUDA device" in engine.device_note
+    assert engine.device_type == "cpu" and "no CUDA device" in engine.device_note
 
