@@ -76,7 +76,7 @@ def _kill_writer(root: Path, start: int, delay: float, wait_ready: bool) -> list
     assert p.stdout is not None
     if wait_ready:
         line = p.stdout.readline().strip()
-        assert line == "ready", (line, p.stderr.read() if p.poll() is not None else "")
+        assert line == "ready", (line, p.stderr.read() if p.stderr and p.poll() is not None else "")
     time.sleep(delay)
     p.send_signal(signal.SIGKILL)
     out, err = p.communicate(timeout=60)

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lesion_desktop.bundle import MANIFEST, WEIGHTS, load_bundle, load_ensemble, read_manifest, sha256_file
+from lesion_desktop.bundle import MANIFEST, WEIGHTS, load_bundle, load_ensemble, sha256_file
 from lesion_desktop.errors import BundleError, LesionError
+from lesion_desktop.manifest import read_manifest
 from lesion_desktop.preprocess import PreprocessConfig
 from tests.helpers import make_tiny_ensemble
 
