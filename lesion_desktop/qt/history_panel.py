@@ -28,7 +28,7 @@ from lesion_desktop.records import Record, RecordStore
 
 KEY_ROLE = Qt.ItemDataRole.UserRole  # "kind:id", one value per item (fewer calls into Qt per row)
 UNFILED, PATIENT, LESION, EXAM, MORE = "unfiled", "patient", "lesion", "exam", "more"
-UNFILED_SHOWN = 200  # quick examinations listed at first; "show more" adds the rest
+UNFILED_SHOWN = 100  # quick examinations listed at first; "show more" lists five times as many
 ICON_CACHE = 5000  # decoded thumbnails kept
 
 
