@@ -36,7 +36,7 @@ def augment_image(image: np.ndarray, transform: v2.Compose, seed: int) -> np.nda
     The caller's torch random state is left as it was (with no workers this runs on the training thread).
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU stream the transforms draw from (not CUDA's: 100x dearer)
         return np.array(transform(Image.fromarray(image)))
 
 
