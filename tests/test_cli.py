@@ -101,6 +101,15 @@ def test_classify_without_stdout_and_stderr(tmp_path):
     assert r.returncode == 2, r
 
 
+@pytest.mark.parametrize(("argv", "status"), [(["--help"], 0), (["classify", "--help"], 0), (["classify"], 2),
+                                              (["gui", "--size", "x"], 2)])
+def test_help_and_usage_errors_without_stdout_and_stderr(argv, status):
+    run = ("import sys; sys.stdout = sys.stderr = None; from lesion_desktop.__main__ import main; "
+           "raise SystemExit(main())")
+    r = subprocess.run([sys.executable, "-c", run, *argv], capture_output=True, text=True, timeout=600)
+    assert r.returncode == status and r.stdout == r.stderr == ""
+
+
 def test_no_stderr_in_process_with_a_progress_bar_asked_for(tmp_path, monkeypatch):
     from lesion_desktop.cli import classify
 
