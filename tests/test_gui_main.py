@@ -705,7 +705,7 @@ def test_a_clinic_adds_a_language_with_a_qm_file_in_its_config_folder(qtbot, qap
         assert w.result_panel.top_label.text() == "Die Modelle werden geladen…"
         assert w.result_panel.show_anyway_button.text() == "Ergebnis trotzdem zeigen"
         assert w.result_panel.chart.accessibleName() == "Wahrscheinlichkeiten der sieben Diagnosen"
-        qtbot.waitUntil(lambda: w.idle, timeout=30000)
+        qtbot.waitUntil(lambda: w.idle, timeout=300000)
         assert w.result_panel.top_label.text() == "Noch kein Bild analysiert."
         w.close()
     finally:
