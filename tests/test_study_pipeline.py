@@ -24,7 +24,8 @@ def test_inception_v3_and_densenet201_train_calibrate_ensemble_install_classify(
     data = make_class_folders(tmp_path / "data", per_class=6)
     cfg = RetrainConfig(data=str(data), architectures=["inception_v3", "densenet201"],
                         work_dir=str(tmp_path / "work"), epochs_head=1, epochs_top=1, epochs_all=1,
-                        imagenet="none", batch_size=4, max_batches=1, input_size=(128, 128))
+                        imagenet="none", batch_size=4, max_batches=1, input_size=(128, 128),
+                        export_onnx=False)  # the export is covered by test_inference; these two take ~2 min
     res = retrain(cfg)
     ens = load_ensemble(res.ensemble_dir)
     assert [m.architecture for m in ens.members] == ["inception_v3", "densenet201"]

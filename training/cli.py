@@ -277,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoded-image cache (default: inside the run folder); shared runs can share it")
     t.add_argument("--max-batches", dest="max_batches", type=int,
                    help="stop each epoch after this many batches (quick trials and tests, not real training)")
+    t.add_argument("--effective-size", dest="effective_size", type=_pair,
+                   help="HEIGHTxWIDTH every image is brought to first (default: measured from the training images, "
+                        "the most common size, long side at most 800 px)")
+    t.add_argument("--workers", type=int,
+                   help="DataLoader processes that augment images (default: chosen for the device; 0 on small CPUs)")
     t.add_argument("--half-weights", dest="half_weights", action="store_true", default=None,
                    help="store the bundle's weights as fp16 (half the size on disk)")
     t.set_defaults(func=cmd_train)
