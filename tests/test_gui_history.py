@@ -90,6 +90,9 @@ def test_quick_examinations_list_newest_first_and_keep_the_original_file(qtbot, 
     stored = RecordStore().get(ids[0])
     assert stored.image_path.read_bytes() == images[1].read_bytes()  # kept as it came, not re-encoded
     assert "not filed under a patient" in w.records_ui.bar.current_label.text()
+    again = _classify(qtbot, w, images[0])  # the same file opened twice: one stored file, and the user is told
+    assert RecordStore().get(again.record.id).image_path == RecordStore().get(ids[1]).image_path
+    assert f"The same image file was examined before (#{ids[1]})" in w.records_ui.bar.current_label.text()
 
 
 def test_choose_the_patient_before_the_capture(qtbot, make_window):
@@ -215,7 +218,7 @@ def test_assessment_and_histopathology_from_the_history(qtbot, make_window, tiny
     rec = RecordStore().get(a.record.id)
     assert (rec.assessment, rec.notes, rec.histopathology, rec.histopathology_date) == (
         "Excise or biopsy", "irregular network at 6 o'clock", "mel", "2024-07-01")
-    assert "histology: mel" in w.history.tree.currentItem().text(0)
+    assert "histology mel" in w.history.tree.currentItem().text(0)
 
 
 def test_delete_a_patient_after_a_confirmation_that_names_what_goes(qtbot, make_window, monkeypatch):

@@ -41,14 +41,11 @@ def id_of(item: QTreeWidgetItem) -> int:
 
 
 def exam_text(r: Record) -> str:
-    extra = " · histology: " + r.histopathology if r.histopathology else ""
-    scope = r.details.get("scope") if isinstance(r.details, dict) else None
-    if isinstance(scope, dict) and scope.get("in_scope") is False and not r.details.get("shown_anyway"):
-        # the window shows no diagnosis for an image the models cannot judge: neither does its history row
-        return f"{r.created_local()} · not a dermoscopy image: no diagnosis{extra}\n{r.source_name}"
+    """Four short lines, for a narrow dock: date, top class, malignant sum (and histology), file name."""
     short = r.top_name.split(" (")[0].split(" /")[0]
-    return (f"{r.created_local()} · {short} ({r.probabilities.max():.0%})\n"
-            f"Malignant classes {r.malignant_probability:.0%}{extra}\n{r.source_name}")
+    extra = f" · histology {r.histopathology}" if r.histopathology else ""
+    return (f"{r.created_local()}\n{r.probabilities.max():.0%} {short}\n"
+            f"malignant {r.malignant_probability:.0%}{extra}\n{r.source_name}")
 
 
 class HistoryPanel(QDockWidget):
@@ -77,7 +74,8 @@ class HistoryPanel(QDockWidget):
         self.tree.setIconSize(QSize(56, 56))
         self.tree.setUniformRowHeights(False)
         self.tree.setAlternatingRowColors(True)
-        self.tree.setWordWrap(True)
+        self.tree.setWordWrap(False)  # each line elided on its own: a wrapped line would push the last one out
+        self.tree.setIndentation(14)
         self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.tree.itemExpanded.connect(self._on_expanded)
         self.tree.itemCollapsed.connect(self._on_collapsed)
@@ -150,22 +148,23 @@ class HistoryPanel(QDockWidget):
             query = self.search.text().strip()
             if not query:
                 unfiled = self.store.unfiled(self._unfiled_limit + 1)
-                group = self._item(UNFILED, 0, "Quick examinations, not filed under a patient")
+                group = self._item(UNFILED, 0, "Quick examinations")
+                group.setToolTip(0, "Not filed under a patient yet: select one and press File… to file it")
                 self.tree.addTopLevelItem(group)
                 for r in unfiled[: self._unfiled_limit]:
                     group.addChild(self._exam_item(r))
                 if len(unfiled) > self._unfiled_limit:
                     group.addChild(self._item(MORE, 0, "Show older quick examinations…"))
-                group.setText(0, f"Quick examinations, not filed under a patient ({group.childCount()}"
-                                 f"{'+' if len(unfiled) > self._unfiled_limit else ''})")
+                more = "+" if len(unfiled) > self._unfiled_limit else ""
+                group.setText(0, f"Quick examinations ({min(len(unfiled), self._unfiled_limit)}{more})")
                 group.setExpanded(bool(unfiled))
             patients = self.store.patients(query)
             items = []
             for s in patients:
                 p = s.patient
-                last = f", last {s.last_examination[:10]}" if s.last_examination else ""
-                item = self._item(PATIENT, p.id, f"{p.title()}\n{s.lesions} lesion(s), {s.examinations} "
-                                                 f"examination(s){last}")
+                last = f" · {s.last_examination[:10]}" if s.last_examination else ""
+                item = self._item(PATIENT, p.id, f"{p.title()}\n{s.lesions} lesion(s) · {s.examinations} "
+                                                 f"exam(s){last}")
                 item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
                 items.append(item)
                 self._patient_items[p.id] = item
@@ -201,7 +200,8 @@ class HistoryPanel(QDockWidget):
             if r.lesion_id is not None:
                 exams.setdefault(r.lesion_id, []).append(r)
         for s in self.store.lesions(pid):
-            les = self._item(LESION, s.lesion.id, f"{s.lesion.title()} ({s.examinations} examination(s))")
+            les = self._item(LESION, s.lesion.id, f"{s.lesion.title()} ({s.examinations})")
+            les.setToolTip(0, f"{s.lesion.title()}: {s.examinations} examination(s); Timeline compares them")
             item.addChild(les)
             for r in reversed(exams.get(s.lesion.id, [])):  # newest first
                 les.addChild(self._exam_item(r))

@@ -161,6 +161,10 @@ class RecordsController(QObject):
             b.current_label.setText("This examination is not filed under a patient.")
         else:
             b.current_label.setText(f"This examination: {rec.filed_under()}.")
+        same = rec.details.get("same_image_as") if rec is not None else None
+        if isinstance(same, list) and same:  # the same file opened again: say so, it is not a new image
+            b.current_label.setText(b.current_label.text() + " The same image file was examined before (#"
+                                    + ", #".join(str(i) for i in same) + ").")
         b.file_button.setVisible(saved)
         b.file_button.setText("File this examination…" if rec is None or rec.lesion_id is None else "Move…")
         b.assess_button.setVisible(saved)

@@ -95,43 +95,47 @@ def _open_writer(path: Path, title: str) -> tuple[QPdfWriter, QPainter]:
     return writer, painter
 
 
-def _facts(page: _Page, rows: list[tuple[str, str]]) -> None:
-    """Label: value lines in two columns."""
+def _facts(page: _Page, rows: list[tuple[str, str]], full_width: int = 1) -> None:
+    """Label: value lines; the first `full_width` rows span the page, the rest go in two columns."""
     font = QFont("Helvetica")
     font.setPointSizeF(9.5)
+    bold = QFont(font)
+    bold.setBold(True)
+    page.p.setFont(bold)
+    label_w = max(page.p.fontMetrics().horizontalAdvance(label) for label, _ in rows) + 8
     page.p.setFont(font)
     fm = page.p.fontMetrics()
     row_h = fm.height() * 1.3
     col_w = page.width / 2
-    label_w = fm.horizontalAdvance("Examination:  ")
-    for i, (label, value) in enumerate(rows):
-        x = (i % 2) * col_w
-        y = page.y + (i // 2) * row_h
-        bold = QFont(font)
-        bold.setBold(True)
-        page.p.setFont(bold)
+    cells = [(0.0, page.y + i * row_h, page.width, r) for i, r in enumerate(rows[:full_width])]
+    top = page.y + full_width * row_h
+    rest = rows[full_width:]
+    cells += [((j % 2) * col_w, top + (j // 2) * row_h, col_w, r) for j, r in enumerate(rest)]
+    for x, y, width, (label, value) in cells:
         page.p.setPen(QColor("black"))
+        page.p.setFont(bold)
         page.p.drawText(QRectF(x, y, label_w, row_h), Qt.AlignmentFlag.AlignVCenter, label)
         page.p.setFont(font)
-        page.p.drawText(QRectF(x + label_w, y, col_w - label_w - 6, row_h), Qt.AlignmentFlag.AlignVCenter,
-                        fm.elidedText(value, Qt.TextElideMode.ElideRight, int(col_w - label_w - 6)))
-    page.y += ((len(rows) + 1) // 2) * row_h + fm.height() * 0.4
+        page.p.drawText(QRectF(x + label_w, y, width - label_w - 8, row_h), Qt.AlignmentFlag.AlignVCenter,
+                        fm.elidedText(value, Qt.TextElideMode.ElideRight, int(width - label_w - 8)))
+    page.y = top + ((len(rest) + 1) // 2) * row_h + fm.height() * 0.4
 
 
 def _patient_facts(record: Record, patient: Patient | None, clinician: str) -> list[tuple[str, str]]:
     if patient is not None:
         who = patient.clinic_id + (f" ({patient.name})" if patient.name else "")
-        born = patient.birth or "not recorded"
         age = patient.age_at(record.created)
-        sex = patient.sex or "not recorded"
-        person = f"born {born}" + (f", {age} years at the examination" if age is not None else "") + f", sex {sex}"
+        who += f", born {patient.birth}" if patient.birth else ", date of birth not recorded"
+        who += f" ({age} years at the examination)" if age is not None else ""
+        who += f", {patient.sex}" if patient.sex else ", sex not recorded"
     else:
-        who, person = "not filed under a patient", ""
+        who = "not filed under a patient"
     site = (f"{record.body_site}" + (f": {record.lesion_label}" if record.lesion_label else "")) \
         if record.body_site else "not recorded"
-    return [("Patient:", who), ("Lesion site:", site), ("", person), ("Examination:", record.created_local()),
+    return [("Patient:", who), ("Lesion site:", site), ("Examination:", record.created_local()),
             ("Clinician:", clinician or "—"), ("Report made:", _dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
-            ("Models:", record.model_version), ("History:", f"#{record.id}" if record.id is not None else "not saved")]
+            ("History:", f"examination #{record.id}" if record.id is not None else "not saved"),
+            ("Models:", record.model_version)]
 
 
 def _signature(page: _Page, bottom: float, clinician: str) -> None:
@@ -284,6 +288,10 @@ def _comparison_page(p: QPainter, width: float, height: float, earlier: Record, 
     else:
         page.text(follow.summary(), 10.5)
     _draw_changes(p, page, follow)
+    p.setFont(QFont("Helvetica", 8))
+    page.y = max(page.y + 20, height - p.fontMetrics().height() * 6)
+    page.boxed(f"{DISCLAIMER} A change between two examinations is a change in the models' output; it does not "
+               "measure the lesion.", RED, size=8)
 
 
 def _draw_changes(p: QPainter, page: _Page, follow: FollowUp) -> None:
