@@ -346,3 +346,24 @@ def test_a_newer_history_stops_the_window_with_a_clear_message(qtbot, tiny_model
     assert stop.value.code == 2
     assert shown and "newer version of Lesion Desktop" in shown[0] and "has not been changed" in shown[0]
     assert store.db_path.read_bytes() == before
+
+
+def test_the_body_map_and_the_lesion_list_pick_one_lesion(qtbot):
+    store = RecordStore()
+    p = store.add_patient("P-1")
+    back = store.add_lesion(p.id, "back")
+    dlg = PatientDialog(store, patient_id=p.id)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    dlg.lesion_list.setCurrentRow(0)
+    QTest.mouseClick(dlg.body_map, Qt.MouseButton.LeftButton, pos=dlg.body_map.point_of("face").toPoint())
+    assert dlg.site_combo.currentData() == "face" and dlg.lesion_list.currentItem() is None  # a new lesion
+    dlg.lesion_list.setCurrentRow(0)
+    assert dlg.site_combo.currentData() == ""  # back to the existing one
+    dlg.ok_button.click()
+    assert dlg.lesion_id == back.id and len(store.lesions(p.id)) == 1
+    for site in ("scalp", "ear", "neck", "chest", "abdomen", "genital", "hand", "foot", "upper extremity",
+                 "lower extremity"):
+        assert dlg.body_map.site_at(dlg.body_map.point_of(site)) == site
+    assert dlg.body_map.site_at(dlg.body_map.point_of("back", 1)) == "back"

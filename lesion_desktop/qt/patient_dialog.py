@@ -98,7 +98,7 @@ class PatientDialog(QDialog):
 
         self.lesion_title = QLabel("Choose a patient first.")
         self.lesion_list = QListWidget()
-        self.lesion_list.currentItemChanged.connect(lambda *_: self._update_ok())
+        self.lesion_list.currentItemChanged.connect(lambda *_: self._lesion_changed())
         self.body_map = BodyMap()
         self.site_combo = QComboBox()
         self.site_combo.addItem("Choose the site…", "")
@@ -107,7 +107,7 @@ class PatientDialog(QDialog):
         self.body_map.site_chosen.connect(lambda s: self.site_combo.setCurrentIndex(self.site_combo.findData(s)))
         self.site_combo.currentIndexChanged.connect(
             lambda _i: self.body_map.set_site(str(self.site_combo.currentData())))
-        self.site_combo.currentIndexChanged.connect(lambda _i: self._update_ok())
+        self.site_combo.currentIndexChanged.connect(lambda _i: self._site_changed())
         self.label_edit = QLineEdit()
         self.label_edit.setPlaceholderText("optional, e.g. 'left shoulder, 3 cm below the scapula'")
         self.add_lesion_button = QPushButton("Add lesion")
@@ -184,6 +184,17 @@ class PatientDialog(QDialog):
                 item.setData(ID_ROLE, s.lesion.id)
                 self.lesion_list.addItem(item)
         self.add_lesion_button.setEnabled(patient is not None)
+        self._update_ok()
+
+    def _site_changed(self) -> None:
+        """A site on the map means a new lesion: no existing one stays selected."""
+        if self.site_combo.currentData():
+            self.lesion_list.setCurrentItem(None)
+        self._update_ok()
+
+    def _lesion_changed(self) -> None:
+        if self.lesion_list.currentItem() is not None and self.site_combo.currentData():
+            self.site_combo.setCurrentIndex(0)
         self._update_ok()
 
     def _update_ok(self) -> None:
