@@ -367,3 +367,21 @@ def test_the_body_map_and_the_lesion_list_pick_one_lesion(qtbot):
                  "lower extremity"):
         assert dlg.body_map.site_at(dlg.body_map.point_of(site)) == site
     assert dlg.body_map.site_at(dlg.body_map.point_of("back", 1)) == "back"
+
+
+def test_retention_is_offered_at_start_only_when_set_and_never_deletes_unasked(qtbot, make_window, tiny_models,
+                                                                              monkeypatch):
+    store = RecordStore()
+    old = store.add(np.full((40, 40, 3), 9, np.uint8), np.full(7, 1 / 7), source_name="old", model_version="m")
+    with sqlite3.connect(store.db_path) as con:
+        con.execute("UPDATE examinations SET created = '2001-01-01T10:00:00+00:00' WHERE id = ?", (old.id,))
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda _p, _t, text, *a, **k: asked.append(text) or QMessageBox.StandardButton.No)
+    make_window()  # default: keep everything, ask nothing
+    qtbot.wait(200)
+    assert asked == [] and RecordStore().get(old.id) is not None
+    make_window(_settings(tiny_models, retention_years=5))
+    qtbot.waitUntil(lambda: bool(asked), timeout=WAIT)
+    assert "1 examination made before" in asked[0] and "5 years" in asked[0]
+    assert RecordStore().get(old.id) is not None  # the answer was No

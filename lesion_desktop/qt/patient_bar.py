@@ -112,7 +112,7 @@ class RecordsController(QObject):
         self._add_file_menu_actions()
         self.timeline: TimelineDialog | None = None
         self.update_bar()
-        QTimer.singleShot(0, self.offer_retention)
+        QTimer.singleShot(0, self, self.offer_retention)  # once the window is up; never after it is gone
 
     # ---- the File menu --------------------------------------------------------------------------------
     def _add_file_menu_actions(self) -> None:
