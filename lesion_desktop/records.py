@@ -301,7 +301,7 @@ class Record(ClassProbabilities):
     heatmap_png: bytes | None = field(default=None, repr=False)
     lesion_id: int | None = None
     image_sha256: str = ""
-    image_kind: str = IMAGE_ORIGINAL
+    image_kind: str = ""  # IMAGE_ORIGINAL, IMAGE_PNG or IMAGE_PNG_V1 once stored
     clinician: str = ""
     assessment: str = ""
     notes: str = ""

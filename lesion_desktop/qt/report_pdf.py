@@ -191,7 +191,7 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
         painter.setFont(QFont("Helvetica", 9))
         half = page.width / 2 - 10
         img_h = area.height() * 0.24
-        stored = IMAGE_KIND_TEXT.get(record.image_kind, "")
+        stored = IMAGE_KIND_TEXT.get(record.image_kind, "") if record.id is not None else ""
         used = _draw_image(painter, image, QRectF(0, page.y, half, img_h),
                            f"{record.source_name} ({image.shape[1]}×{image.shape[0]})")
         if preprocessed is not None:
