@@ -257,7 +257,7 @@ def test_delete_a_patient_after_a_confirmation_that_names_what_goes(qtbot, make_
 
 def _pdf_text(path: Path) -> str:
     if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext (poppler-utils) is needed to read the report's text")
+        raise AssertionError("pdftotext is missing (apt install poppler-utils; .ci/run installs it)")
     return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True,
                           check=True).stdout
 
