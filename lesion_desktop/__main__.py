@@ -10,6 +10,10 @@ def main() -> int:
     """`classify` runs without Qt; anything else (no command, `gui`, an image path) starts the application."""
     multiprocessing.freeze_support()
     argv = sys.argv[1:]
+    if argv[:1] == ["export"] and not {"-h", "--help", "--no-pdf"} & set(argv):
+        from lesion_desktop.qt.app import export_with_reports  # the PDF reports are drawn with Qt
+
+        return export_with_reports(argv[1:])
     from lesion_desktop.cli import GUI_REQUESTED
     from lesion_desktop.cli import main as cli_main
 

@@ -183,10 +183,11 @@ def export_parser() -> argparse.ArgumentParser:
         prog="lesion-desktop export",
         description="Export the records into a folder: records.csv (one row per examination), the original image "
         f"files and, for examinations with a histopathology outcome, {TRAINING_CSV} in HAM10000's format (the "
-        "folder is then a data folder for the retraining). PDF reports need the desktop application: File > "
-        "Export records there writes the same folder with one PDF per examination.")
+        "folder is then a data folder for the retraining) and one PDF report per examination (drawn by the "
+        "application's Qt libraries, without opening a window).")
     e.add_argument("output", type=Path, metavar="OUTPUT_DIR", help="a new or empty folder")
     e.add_argument("--patient", metavar="ID", help="only this patient (the clinic's patient ID)")
+    e.add_argument("--no-pdf", dest="no_pdf", action="store_true", help="leave out the PDF reports")
     return e
 
 
@@ -208,8 +209,8 @@ def run_export_command(args: argparse.Namespace, report_writer: ReportWriter | N
         say(f"error: {e}")
         return 2
     say(summary.sentence())
-    if report_writer is None:
-        say("No PDF reports: the command line runs without the GUI libraries. File > Export records in the "
+    if report_writer is None and not getattr(args, "no_pdf", False):
+        say("No PDF reports: the Qt libraries that draw them could not be used. File > Export records in the "
             "desktop application writes the same export with one PDF per examination.")
     if summary.examinations == 0:
         say("The history holds no examinations" + (f" of patient {args.patient}." if args.patient else "."))

@@ -142,3 +142,22 @@ def test_the_export_is_private_to_its_user(clinic, tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     for f in [out / RECORDS_CSV, out / TRAINING_CSV, *(out / "images").iterdir()]:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_the_installed_command_writes_one_pdf_per_examination(clinic, tmp_path):
+    """`lesion-desktop export` as a user runs it: the reports are drawn offscreen, no window, no display."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bo-pdf"
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, "-m", "lesion_desktop", "export", str(out), "--patient", "P-002"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-800:]
+    rows = _rows(out)
+    pdfs = sorted(out.rglob("*.pdf"))
+    assert len(rows) == 9 and len(pdfs) == 9 and "No PDF reports" not in r.stderr
+    assert all(p.read_bytes().startswith(b"%PDF") for p in pdfs)
+    r = subprocess.run([sys.executable, "-m", "lesion_desktop", "export", str(tmp_path / "nopdf"), "--no-pdf"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and not list((tmp_path / "nopdf").rglob("*.pdf"))

@@ -10,6 +10,7 @@ from importlib import resources
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from PySide6.QtCore import QTimer, QtMsgType, qInstallMessageHandler
 from PySide6.QtGui import QGuiApplication, QIcon
@@ -152,3 +153,43 @@ def _run(args: argparse.Namespace, qt_argv: list[str], log_path: Path) -> int:
     finally:
         sys.excepthook = previous_hook
     return code or status["code"]
+
+
+def export_with_reports(argv: list[str]) -> int:
+    """`lesion-desktop export OUTPUT_DIR [--patient ID]` with one PDF per examination, drawn offscreen: the
+    records export itself is Qt-free (lesion_desktop.export); only the reports need Qt's PDF writer."""
+    import os
+
+    from lesion_desktop.export import export_parser, run_export_command
+    from lesion_desktop.records import RecordStore
+    from lesion_desktop.settings import load_settings
+
+    args = export_parser().parse_args(argv)
+    if args.no_pdf:
+        return run_export_command(args)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # nothing is shown: no display needed
+    app = QGuiApplication.instance() or QGuiApplication(["lesion-desktop"])  # noqa: F841 (kept alive)
+    from lesion_desktop.qt.report_pdf import report_writer
+
+    s = load_settings()
+    writer = report_writer(RecordStore(), s.warning_threshold, s.heatmap_opacity, s.follow_up_alert_points,
+                           _active_models_rates())
+    return run_export_command(args, report_writer=writer)
+
+
+def _active_models_rates() -> Callable[[Any], Any]:
+    """The active models' measured warning rates for the reports of examinations they made (as the window)."""
+    from lesion_desktop.errors import LesionError
+    from lesion_desktop.manifest import read_manifest
+    from lesion_desktop.paths import active_models_dir
+
+    try:
+        folder = active_models_dir()
+        manifest = read_manifest(folder)
+    except (LesionError, OSError):
+        return lambda record: None
+    name = str(manifest.get("name") or folder.name)
+    metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
+    test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
+    rows = test.get("malignancy_warning")
+    return lambda record: rows if isinstance(rows, list) and record.model_version == name else None
