@@ -216,6 +216,8 @@ def onnx_graph(info: MemberInfo, required: bool = True) -> Path | None:
     if om.get("format") != ONNX_FORMAT or om.get("format_version") != ONNX_FORMAT_VERSION:
         raise BundleError(f"{folder}: {ONNX_MANIFEST} is not a supported ONNX export description (format "
                           f"{str(om.get('format'))[:40]!r} version {str(om.get('format_version'))[:20]}).")
+    if om.get("architecture", info.architecture) != info.architecture:
+        raise BundleError(f"{folder}: the ONNX graph is of another architecture than the manifest names.")
     if om.get("weights_sha256") != info.weights_sha256:
         raise BundleError(f"{folder}: the ONNX export was made from other weights than the manifest names; "
                           "export the models again.")

@@ -71,7 +71,25 @@ json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
 
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_ensemble(tmp_path_factory.mktemp("fuzz") / "ens")
+    """The tiny ensemble with its ONNX graphs, so the lite edition's loader reads the same files."""
+    from lesion_desktop.inference.export import export_ensemble
+
+    folder = make_tiny_ensemble(tmp_path_factory.mktemp("fuzz") / "ens")
+    export_ensemble(folder)
+    return folder
+
+
+def lite_load(folder: Path) -> Any:
+    """The lite edition's path (ONNX Runtime, no PyTorch weights read): one validator serves both loaders."""
+    import os
+
+    from lesion_desktop.inference import load_engine
+
+    os.environ["LESION_DESKTOP_EDITION"] = "lite"
+    try:
+        return load_engine(folder)
+    finally:
+        del os.environ["LESION_DESKTOP_EDITION"]
 
 
 class Originals(dict):
@@ -171,6 +189,7 @@ def test_fuzzed_ensemble_manifests_load_or_raise_bundle_error(scratch: Path, ori
     loaded = only_bundle_errors(lambda: load_ensemble(scratch))
     if loaded is not None:
         assert loaded.members and abs(sum(loaded.weights) - 1) < 1e-9
+    only_bundle_errors(lambda: lite_load(scratch))  # the lite loader: the same validator, BundleError only
 
 
 @FUZZ
@@ -185,6 +204,7 @@ def test_fuzzed_member_manifest_behind_a_resealed_ensemble(scratch: Path, origin
     resealed["members"][0]["manifest_sha256"] = sha256_file(scratch / "tiny0" / MANIFEST)
     _write(scratch, resealed)
     only_bundle_errors(lambda: load_ensemble(scratch))
+    only_bundle_errors(lambda: lite_load(scratch))
 
 
 @FUZZ
