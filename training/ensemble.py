@@ -79,10 +79,10 @@ def _score(m: ModelBundle, images: np.ndarray, dev: torch.device, tta: bool, pro
 
 
 def combine(probs: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    w = np.asarray(weights, dtype=np.float64)
-    w = w / w.sum()
-    p = sum(wi * pi for wi, pi in zip(w, probs, strict=True))
-    return p / p.sum(axis=1, keepdims=True)
+    """The app's own averaging (lesion_desktop.inference): validation figures are the figures the app gives."""
+    from lesion_desktop.inference.runner import weighted_mean
+
+    return weighted_mean(probs, weights)
 
 
 def choose_weights(probs: list[np.ndarray], labels: np.ndarray, step: float = 0.1) -> np.ndarray:

@@ -414,7 +414,9 @@ def predict_probs(
     logits = torch.cat(outs) if outs else torch.zeros(0, NUM_CLASSES)
     if tta:
         return logits.numpy(), (torch.cat(probs) if probs else torch.zeros(0, NUM_CLASSES)).numpy()
-    return logits.numpy(), torch.softmax(logits / temperature, dim=1).numpy()
+    from lesion_desktop.inference.runner import calibrated_softmax  # the app's own softmax over T
+
+    return logits.numpy(), calibrated_softmax(logits.numpy(), temperature).astype(np.float32)
 
 
 def finish(cfg: TrainConfig, model: nn.Module, data: PreparedData, state: TrainState, seconds: float,
