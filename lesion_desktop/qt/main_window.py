@@ -259,11 +259,16 @@ class MainWindow(QMainWindow):
     def engine(self) -> EnsembleEngine | None:
         return self.holder.get()
 
+    def chosen_models_dir(self) -> Path | None:
+        """The folder the user named (this session's --models, then Settings), or None: the model store decides."""
+        from lesion_desktop.inference.open import chosen_folder
+
+        return chosen_folder(self.settings, self.models_dir_override)
+
     def models_dir(self) -> Path:
-        if self.models_dir_override is not None:
-            return self.models_dir_override
-        if self.settings.models_dir:
-            return Path(self.settings.models_dir)
+        chosen = self.chosen_models_dir()
+        if chosen is not None:
+            return chosen
         e = self.engine
         return e.ensemble.path if e is not None else active_models_dir()
 
@@ -271,8 +276,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.model_label.setText("Loading models…")
         self.device_label.setText("")
-        explicit = self.models_dir_override or (Path(s.models_dir) if s.models_dir else None)
-        worker = Worker(load_models, self.holder, explicit, s.device, s.tta, name="load models")
+        worker = Worker(load_models, self.holder, self.chosen_models_dir(), s.device, s.tta, name="load models")
         self._show_idle_status(self.tr("Loading the models…"))
         self.image_view.set_placeholder(self.tr("Loading the models… You can already open an image: it is analysed "
                                                 "as soon as they are ready."))

@@ -80,7 +80,7 @@ class WindowDialogs(QObject):
         return dlg
 
     def override_note(self) -> str:
-        if self.w.settings.models_dir or self.w.models_dir_override is not None:
+        if self.w.chosen_models_dir() is not None:
             return ("Note: a models folder is named in Settings (or on the command line) and takes precedence: "
                     "installed models are used only once it is cleared.")
         return ""
