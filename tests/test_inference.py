@@ -287,3 +287,17 @@ def test_lite_window_classifies_with_heatmaps_and_offers_no_retraining(tmp_path)
     p = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split()[-1] == "False"
+
+
+def test_on_a_cpu_the_shipped_models_classify_without_importing_pytorch(tmp_path):
+    """PyTorch's import alone costs ~2 s of every start and every `classify`: with graphs it is not needed."""
+    probe = ("import sys, numpy as np\n"
+             "from lesion_desktop.inference import load_engine\n"
+             "from lesion_desktop.paths import bundled_models_dir\n"
+             "e = load_engine(bundled_models_dir(), 'cpu')\n"
+             "p = e.predict_one(np.full((150, 200, 3), 128, np.uint8))\n"
+             "print(e.backend, 'torch' in sys.modules, round(float(p.probabilities.sum()), 6))\n")
+    env = {**os.environ, "LESION_DESKTOP_HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert r.stdout.split() == ["onnxruntime", "False", "1.0"]

@@ -23,7 +23,7 @@ from lesion_desktop import edition, paths
 from lesion_desktop.errors import BundleError, LesionError
 from lesion_desktop.inference.ensemble import Engine
 from lesion_desktop.inference.runner import Runner
-from lesion_desktop.manifest import onnx_graph, validate_ensemble
+from lesion_desktop.manifest import EnsembleInfo, onnx_graph, validate_ensemble
 from lesion_desktop.scope import load_scope
 
 if TYPE_CHECKING:
@@ -61,6 +61,10 @@ def load_engine(models_dir: Path | str, device: str = "auto", tta: bool = False,
             tta = False
         return Engine(info, runners, device="cpu", tta=tta, device_note=" ".join(notes), scope=load_scope(info.path))
 
+    fast = _onnx_only(info, str(device or "auto").lower(), req, tta, threads)
+    if fast is not None:  # every member runs on ONNX Runtime: PyTorch is not even imported (about 2 s saved)
+        return Engine(info, fast, device="cpu", tta=tta, device_note=" ".join(notes), scope=load_scope(info.path))
+
     import torch
 
     from lesion_desktop.inference.torch_runner import TorchRunner, resolve_device
@@ -81,6 +85,33 @@ def load_engine(models_dir: Path | str, device: str = "auto", tta: bool = False,
                "ONNX Runtime is not installed" if not available() else "some of these models have no ONNX export")
         notes.append(f"ONNX Runtime was requested, but {why}: using PyTorch where needed.")
     return Engine(info, runners, device=str(dev), tta=tta, device_note=" ".join(notes), scope=load_scope(info.path))
+
+
+def cuda_possible() -> bool:
+    """Whether an NVIDIA driver is installed; without one torch.cuda cannot be available (no torch import)."""
+    import ctypes.util
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and os.path.exists("/proc/driver/nvidia/version"):
+        return True
+    return any(ctypes.util.find_library(n) for n in (("nvcuda",) if os.name == "nt" else ("cuda",)))
+
+
+def _onnx_only(info: EnsembleInfo, device: str, backend: str, tta: bool, threads: int | None) -> list[Runner] | None:
+    """ONNX Runtime runners for every member when the CPU is what runs them and each has a verified graph."""
+    from lesion_desktop.inference.onnx_runner import OnnxRunner, available
+
+    on_cpu = device == "cpu" or (device == "auto" and not cuda_possible())
+    if backend == "torch" or not on_cpu or not available():
+        return None
+    graphs = [onnx_graph(m, required=False) for m in info.members]
+    if any(g is None for g in graphs):
+        return None
+    runners = [OnnxRunner(m, g, threads) for m, g in zip(info.members, graphs, strict=True) if g is not None]
+    if tta and not all(r.dynamic_size for r in runners):  # rotated views need a size-agnostic graph
+        return None
+    return list(runners)
 
 
 def open_engine(settings: Settings | None = None, *, models_dir: Path | str | None = None,
