@@ -385,3 +385,18 @@ def test_retention_is_offered_at_start_only_when_set_and_never_deletes_unasked(q
     qtbot.waitUntil(lambda: bool(asked), timeout=WAIT)
     assert "1 examination made before" in asked[0] and "5 years" in asked[0]
     assert RecordStore().get(old.id) is not None  # the answer was No
+
+
+def test_history_rows_of_out_of_scope_examinations_show_no_diagnosis(tmp_path):
+    import numpy as np
+
+    from lesion_desktop.qt.history_panel import exam_text
+    from lesion_desktop.records import RecordStore
+
+    store = RecordStore(tmp_path / "db")
+    p = np.array([0.05, 0.05, 0.05, 0.05, 0.05, 0.7, 0.05])
+    rec = store.add(np.full((60, 80, 3), 200, np.uint8), p, source_name="letter.png", model_version="v",
+                    details={"scope": {"in_scope": False, "reason": "not dermoscopy"}})
+    assert "no diagnosis" in exam_text(rec) and "nevus" not in exam_text(rec)
+    rec.details["shown_anyway"] = True
+    assert "Melanocytic nevus" in exam_text(rec)

@@ -42,8 +42,12 @@ def id_of(item: QTreeWidgetItem) -> int:
 
 def exam_text(r: Record) -> str:
     """Four short lines, for a narrow dock: date, top class, malignant sum (and histology), file name."""
-    short = r.top_name.split(" (")[0].split(" /")[0]
     extra = f" · histology {r.histopathology}" if r.histopathology else ""
+    scope = r.details.get("scope") if isinstance(r.details, dict) else None
+    if isinstance(scope, dict) and scope.get("in_scope") is False and not r.details.get("shown_anyway"):
+        # the window shows no diagnosis for an image the models cannot judge: neither does its history row
+        return f"{r.created_local()}\nnot a dermoscopy image\nno diagnosis{extra}\n{r.source_name}"
+    short = r.top_name.split(" (")[0].split(" /")[0]
     return (f"{r.created_local()}\n{r.probabilities.max():.0%} {short}\n"
             f"malignant {r.malignant_probability:.0%}{extra}\n{r.source_name}")
 
