@@ -715,3 +715,22 @@ def test_a_clinic_adds_a_language_with_a_qm_file_in_its_config_folder(qtbot, qap
     for t in others:
         qapp.removeTranslator(t)
     assert not any("lesion_desktop" in t.filePath() for t in others)
+
+
+def test_a_pasted_image_owns_its_pixels_after_the_qimage_is_gone(qtbot):
+    """qimage_to_rgb used to return a view of the QImage's memory when rows needed no padding (600 px RGB)."""
+    import gc
+
+    import numpy as np
+    from PySide6.QtGui import QColor, QImage
+
+    from lesion_desktop.qt.imaging import qimage_to_rgb
+
+    page = QImage(600, 450, QImage.Format.Format_RGB888)
+    page.fill(QColor(10, 200, 30))
+    rgb = qimage_to_rgb(page)
+    del page
+    gc.collect()
+    junk = [np.full((450, 600, 3), 255, np.uint8) for _ in range(20)]  # reuse the freed memory if it can
+    assert rgb.flags.owndata and junk
+    assert (rgb == np.array([10, 200, 30], np.uint8)).all()

@@ -34,4 +34,6 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
         image = image.convertToFormat(QImage.Format.Format_RGB888)
     w, h, stride = image.width(), image.height(), image.bytesPerLine()
     buf = np.frombuffer(image.constBits(), np.uint8, count=stride * h).reshape(h, stride)
-    return np.ascontiguousarray(buf[:, : 3 * w].reshape(h, w, 3))
+    # a copy: without one, an image whose rows need no padding came back as a view of the QImage's memory,
+    # which turned to garbage once the QImage was freed (seen when a pasted image was shown again)
+    return buf[:, : 3 * w].reshape(h, w, 3).copy()
