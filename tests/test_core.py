@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import cv2
@@ -320,24 +319,6 @@ def test_engine_averages_members_with_weights_and_temperature(tmp_path):
     assert np.allclose(single, preds[0].probabilities, atol=1e-5)  # batching does not change results
     tta = load_engine(ens, "cpu", tta=True).predict_one(imgs[0])
     assert abs(tta.probabilities.sum() - 1) < 1e-6
-
-
-def test_engine_is_safe_from_several_threads(tmp_path):
-    engine = load_engine(make_tiny_ensemble(tmp_path / "ens"), "cpu")
-    imgs = [load_image(p) for p in sorted((require_data() / "images").glob("*.jpg"))[:6]]
-    expected = [p.probabilities for p in engine.predict(imgs)]
-    results: dict[int, np.ndarray] = {}
-
-    def work(i: int) -> None:
-        results[i] = engine.predict_one(imgs[i]).probabilities
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(imgs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i, e in enumerate(expected):
-        assert np.allclose(results[i], e, atol=1e-5)
 
 
 def test_missing_cuda_falls_back_to_cpu_and_says_so():
