@@ -120,19 +120,19 @@ def assess_record(record: Record, current_threshold: float,
     return assess(record.malignant_probability, record.top_code, threshold, quality, out, rates)
 
 
-def row_warnings(engine: Engine, rgb: np.ndarray, pred: Any, quality_warnings: Sequence[str],
+def row_warnings(engine: Engine, rgb: np.ndarray, pred: Any, quality: QualityReport,
                  threshold: float | None = None) -> list[str]:
     """The command line's `warnings` column for one image: scope first, then quality and what it means.
 
     An out-of-scope row keeps its probabilities (a batch is for people who read them with care), and its
     warnings start with `out of scope: <reason>`.
     """
+    from lesion_desktop.scope import ADVICE
     from lesion_desktop.settings import Settings
 
     threshold = Settings().warning_threshold if threshold is None else threshold
-    from lesion_desktop.scope import ADVICE
-
-    scope = engine.check_scope(rgb, pred)
+    quality_warnings = quality.warnings
+    scope = engine.check_scope(rgb, pred, quality)
     # the row keeps its probabilities, so the window's "no diagnosis is given" advice does not belong here
     out = [*([f"out of scope: {scope.reason.replace(ADVICE, '').strip()}"] if not scope.in_scope else []),
            *quality_warnings]
@@ -224,7 +224,7 @@ def analyse(progress: Progress, holder: EngineHolder, source: Path | bytes | np.
     pred = engine.predict_one(rgb)
     check_cancel(progress)
     progress.report(0.7, "Computing the heat-map…")
-    scope = engine.check_scope(rgb, pred)
+    scope = engine.check_scope(rgb, pred, quality)
     warnings = [*([scope.warning] if not scope.in_scope else []), *quality.warnings]
     if engine.device_note:
         warnings.append(engine.device_note)

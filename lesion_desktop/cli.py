@@ -103,7 +103,7 @@ def classify(paths: list[str], output: Path, models: Path | None, device: str = 
                     continue
                 images.append(img)
                 good.append(path)
-                warns.append(quality_check(img).warnings)
+                warns.append(quality_check(img))
             for path, img, pred, w in zip(good, images, engine.predict(images), warns, strict=True):
                 row = row_warnings(engine, img, pred, w)
                 writer.writerow([str(path), pred.top_code, *(f"{p:.6f}" for p in pred.probabilities), "; ".join(row)])

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from lesion_desktop.imageio import QualityReport
 from lesion_desktop.inference.runner import (
     Runner,
     RunOutput,
@@ -147,14 +148,15 @@ class Engine:
     def predict_one(self, image: np.ndarray) -> Prediction:
         return self.predict([image])[0]
 
-    def check_scope(self, image: np.ndarray, prediction: Prediction) -> ScopeResult:
+    def check_scope(self, image: np.ndarray, prediction: Prediction,
+                    quality: QualityReport | None = None) -> ScopeResult:
         """Is `image` a dermoscopy image of a skin lesion like those the models learnt from?
 
         With the models' own scope model: their features' distance and the image checks. Models without one
         (retrained, until a scope model is fitted for them) get the image checks alone, and the result says so.
         """
         if self.scope is not None:
-            return self.scope.check(prediction.features, image)
+            return self.scope.check(prediction.features, image, quality)  # quality: computed there if None
         from lesion_desktop.scope import ADVICE, REASONS
 
         finding = image_finding(image_stats(image), ImageChecks())
