@@ -31,6 +31,7 @@ import numpy as np
 
 from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.errors import LesionError
+from lesion_desktop.manifest import sha256_file
 from lesion_desktop.paths import data_dir
 from lesion_desktop.prediction import ClassProbabilities
 
@@ -157,14 +158,6 @@ def image_suffix(data: bytes) -> str:
         if data[offset:offset + len(magic)] == magic:
             return suffix
     return ".img"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _now() -> str:
