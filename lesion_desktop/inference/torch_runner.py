@@ -63,8 +63,7 @@ def tta_probs(forward: torch.nn.Module, x: torch.Tensor, temperature: float) -> 
 
     arr = x.detach().float().cpu().numpy()
     n = arr.shape[0]
-    acc = np.zeros((n, 0))
-    total = None
+    total: np.ndarray | None = None
     count = 0
     for view in tta_views(arr):
         with torch.no_grad():
@@ -74,5 +73,5 @@ def tta_probs(forward: torch.nn.Module, x: torch.Tensor, temperature: float) -> 
         p = calibrated_softmax(logits.float().cpu().numpy(), temperature).reshape(-1, n, logits.shape[1])
         total = p.sum(0) if total is None else total + p.sum(0)
         count += p.shape[0]
-    acc = total / count if total is not None else acc
-    return torch.from_numpy(acc.astype(np.float32))
+    assert total is not None
+    return torch.from_numpy((total / count).astype(np.float32))
