@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QPushButton,
+    QScrollArea,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
 from lesion_desktop.qt.help_text import INSTRUCTIONS, INSTRUCTIONS_TITLE
 
@@ -20,6 +28,19 @@ def fit_to_screen(dialog: QDialog, width: int, height: int) -> None:
         room = screen.availableGeometry()
         width, height = min(width, room.width() - 40), min(height, room.height() - 60)
     dialog.resize(width, height)
+
+
+def scrolling_body(dialog: QDialog, body: QWidget) -> tuple[QVBoxLayout, QScrollArea]:
+    """`dialog`'s layout with `body` in a vertical scroll area: the dialog fits small screens, and wrapped labels
+    cannot squeeze the form. Returns the layout (for the buttons below the scrolling part) and the area."""
+    scroll = QScrollArea()
+    scroll.setWidget(body)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(scroll, 1)
+    return layout, scroll
 
 
 def _browser(parent: QWidget) -> QTextBrowser:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QCloseEvent, QColor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,7 +34,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -45,7 +44,7 @@ from PySide6.QtWidgets import (
 from lesion_desktop.classes import CLASSES
 from lesion_desktop.errors import BundleError
 from lesion_desktop.paths import data_dir
-from lesion_desktop.qt.help import fit_to_screen
+from lesion_desktop.qt.help import fit_to_screen, scrolling_body
 from lesion_desktop.qt.plot import CurvePlot
 from lesion_desktop.qt.workers import Worker, WorkerRunner
 from lesion_desktop.registry import ARCHITECTURES, find_imagenet_weights
@@ -99,14 +98,7 @@ class RetrainDialog(QDialog):
         body_layout.addWidget(self.inputs_box)
         body_layout.addWidget(self._build_progress())
         body_layout.addWidget(self._build_report())
-        # In a scroll area: the dialog fits small screens, and wrapped labels cannot squeeze the form.
-        scroll = QScrollArea()
-        scroll.setWidget(body)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        layout = QVBoxLayout(self)
-        layout.addWidget(scroll, 1)
+        layout, _ = scrolling_body(self, body)
         layout.addLayout(self._build_buttons())
         fit_to_screen(self, 900, 900)  # at most the screen (1366x768 laptops): the body scrolls
         self._update_buttons()

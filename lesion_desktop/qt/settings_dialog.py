@@ -11,7 +11,6 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -26,13 +25,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
+from lesion_desktop.qt.help import scrolling_body
 from lesion_desktop.settings import Settings, field_choices, updated
 
 
@@ -157,13 +156,7 @@ class SettingsDialog(QDialog):
         row.addStretch(1)
         info_lay.addLayout(row)
         layout.addWidget(info_box)
-        scroll = QScrollArea()
-        scroll.setWidget(body)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        layout = QVBoxLayout(self)
-        layout.addWidget(scroll, 1)
+        layout, scroll = scrolling_body(self, body)
 
         self.error_label = QLabel()
         self.error_label.setStyleSheet("color:#c62828;")
