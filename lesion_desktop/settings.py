@@ -66,7 +66,7 @@ class Settings:
         "the models record them.",
         group="Result", minimum=0.01, maximum=0.99, step=0.01))
     show_heatmap: bool = field(default=True, metadata=_meta(
-        "Show Grad-CAM heat-map", "Overlay the regions that drove the top class on the network input.",
+        "Show the heat-map", "Overlay the regions that drove the chosen class on the network input.",
         group="Result"))
     heatmap_opacity: float = field(default=0.45, metadata=_meta(
         "Heat-map opacity", "", group="Result", minimum=0.1, maximum=0.9, step=0.05))

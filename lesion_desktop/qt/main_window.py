@@ -1,6 +1,6 @@
 """The main window: image in (file, drop, paste, camera), result out, history beside.
 
-All slow work (loading models, decoding, inference, Grad-CAM, saving) runs in one single-thread
+All slow work (loading models, decoding, inference, heat-maps, saving) runs in one single-thread
 worker queue, so jobs run in the order the user asked for them and the window never freezes.
 """
 
