@@ -169,6 +169,7 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     cfg = RetrainConfig(data=a.data, architectures=a.architectures, work_dir=a.work_dir, epochs_head=a.epochs_head,
                         epochs_top=a.epochs_top, epochs_all=a.epochs_all, input_size=a.input_size,
                         imagenet=a.imagenet, batch_size=a.batch_size, max_batches=a.max_batches, device=a.device,
+                        init=a.init, mix_data=a.mix_data, mix_ratio=a.mix_ratio,
                         command="python -m training " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     prog = TerminalProgress("retrain")
     try:
@@ -364,7 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--epochs-top", dest="epochs_top", type=int, default=1, help="Part A, top block (default 1)")
     rt.add_argument("--epochs-all", dest="epochs_all", type=int, default=3, help="Part B, all layers (default 3)")
     rt.add_argument("--input-size", dest="input_size", type=_pair, help="HEIGHTxWIDTH (default: each network's own)")
-    rt.add_argument("--imagenet", default="auto", help="'auto' (torch cache), 'none', or a weights file")
+    rt.add_argument("--init", choices=["active", "imagenet", "random"], default="active",
+                    help="where each member starts: 'active' (the default: the active models' member of the same "
+                         "architecture, its head, input size and preprocessing, fine-tuned at a tenth of the rates; "
+                         "ImageNet, logged and recorded, when the active models have no such member), 'imagenet' "
+                         "(the --imagenet weights and a new head) or 'random' (needs far more images)")
+    rt.add_argument("--imagenet", default="auto",
+                    help="the ImageNet weights for --init imagenet: 'auto' (shipped or in the torch cache), or a file")
+    rt.add_argument("--mix-data", dest="mix_data",
+                    help="data folder of the original training data (e.g. HAM10000): images the active models were "
+                         "trained on are mixed into the training part, so the models keep what they knew; its "
+                         "images unseen by both models give a second comparison")
+    rt.add_argument("--mix-ratio", dest="mix_ratio", type=float, default=1.0,
+                    help="original images drawn per clinic training image (default 1.0)")
     rt.add_argument("--batch-size", dest="batch_size", type=int, default=32, help="images per step (default 32)")
     rt.add_argument("--max-batches", dest="max_batches", type=int,
                     help="stop each epoch after this many batches (quick trials only)")

@@ -40,7 +40,7 @@ class RetrainConfig:
     epochs_top: int = 1
     epochs_all: int = 3
     input_size: tuple[int, int] | None = None
-    imagenet: str = "auto"
+    imagenet: str = "auto"  # the ImageNet weights when init == "imagenet": "auto" (found offline) or a file
     batch_size: int = 32
     max_batches: int | None = None
     device: str = "auto"
@@ -49,6 +49,13 @@ class RetrainConfig:
     command: str = ""
     export_onnx: bool = True  # graphs beside the weights, so the candidate runs on ONNX Runtime on a CPU
     fit_scope: bool = True  # a scope gate for the candidate, when its data are large enough to fit one
+    # Where each member starts: "active" (the active ensemble's member of the same architecture, with its head,
+    # input size and preprocessing), "imagenet" (the `imagenet` weights, a new head) or "random".
+    init: str = "active"
+    # A data folder of the original training data (e.g. HAM10000) mixed into the clinic's training images so
+    # the models do not forget what they knew; its images unseen by both models give the `reference` comparison.
+    mix_data: str | None = None
+    mix_ratio: float = 1.0  # original images drawn per clinic training image
 
 
 # Below these, the compared images cannot judge the candidate, whatever the intervals say.
@@ -149,12 +156,48 @@ def compared_figures(c: Comparison) -> str:
     return ", ".join(parts)
 
 
-def install_verdict(c: Comparison | None) -> InstallVerdict:
+def install_verdict(c: Comparison | None, reference: Comparison | None = None,
+                    notes: list[str] | None = None) -> InstallVerdict:
     """The install rule the dialog and the CLI share: only a candidate shown better installs without an override.
 
     Better: the paired interval of the change in balanced accuracy lies above zero, and melanoma recall is not
-    shown lower (its interval does not lie below zero), on enough validation images that neither model saw.
+    shown lower (its interval does not lie below zero), on enough clinic validation images that neither model saw.
+    With a `reference` comparison (the original data's validation images unseen by both), a candidate shown
+    worse there (it forgot) also needs the override. The `notes` (small classes) end the summary, so every
+    place that shows it shows them.
     """
+    v = _clinic_verdict(c)
+    extra: list[str] = []
+    needs_override, worse = v.needs_override, v.worse
+    if reference is not None:
+        sentence, ref_worse = reference_sentence(reference)
+        extra.append(sentence)
+        if ref_worse:
+            worse = True
+            if not needs_override:
+                needs_override = True
+                extra.append("Installing them needs an explicit override.")
+    extra += list(notes or [])
+    if not extra:
+        return v
+    tail = " " + " ".join(extra)
+    return InstallVerdict(needs_override, worse, v.summary + tail, v.figures, v.detail + tail)
+
+
+def reference_sentence(r: Comparison) -> tuple[str, bool]:
+    """What the original data's unseen validation images say; True when the new models are shown worse there."""
+    figures = compared_figures(r)
+    on = f"{r.n_images} original validation images ({r.n_lesions} lesions) that neither trained on"
+    if r.problem or not figures:
+        return f"On the original training data: {r.problem or 'no comparison could be made.'}", False
+    ba = (r.difference or {}).get("balanced_accuracy")
+    mel = (r.difference or {}).get("melanoma_recall")
+    worse = bool(ba and ba[1] < 0) or bool(mel and mel[1] < 0)
+    verb = "They are WORSE than the active ones" if worse else "Compared with the active ones"
+    return f"On the original training data ({on}): {verb}: {figures}.", worse
+
+
+def _clinic_verdict(c: Comparison | None) -> InstallVerdict:
     override = " Installing them needs an explicit override."
     if c is None:
         text = "There are no active models to compare the new models with, so they are not shown to be at least " \
@@ -190,10 +233,13 @@ class RetrainResult:
     comparison: Comparison | None  # None: there were no active models to compare with
     member_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    # the same comparison on the original data's validation images unseen by both (mix_data), None without
+    reference: Comparison | None = None
+    notes: list[str] = field(default_factory=list)  # plain sentences about small data, shown with the verdict
 
     @property
     def verdict(self) -> InstallVerdict:
-        return install_verdict(self.comparison)
+        return install_verdict(self.comparison, self.reference, self.notes)
 
     @property
     def better(self) -> bool:
