@@ -7,8 +7,12 @@ import shlex
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lesion_desktop.errors import LesionError
+
+if TYPE_CHECKING:
+    from training.comparison import Comparison
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -163,7 +167,7 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     from lesion_desktop.paths import active_models_dir, model_store_dir
     from lesion_desktop.store import ModelStore
     from training.metrics import headline
-    from training.pipeline import RetrainConfig, install_candidate, retrain
+    from training.pipeline import RetrainConfig, compared_figures, install_candidate, retrain
     from training.progress import TerminalProgress
 
     cfg = RetrainConfig(data=a.data, architectures=a.architectures, work_dir=a.work_dir, epochs_head=a.epochs_head,
@@ -178,9 +182,13 @@ def cmd_retrain(a: argparse.Namespace) -> int:
         prog.close()
     print(f"candidate: {res.ensemble_dir}")
     print(f"candidate validation: {headline(res.metrics)}")
-    if res.compared_metrics and res.active_metrics:
-        print(f"compared images, new:    {headline(res.compared_metrics)}")
-        print(f"compared images, active: {headline(res.active_metrics)}")
+    for title, c in (("clinic validation", res.comparison), ("original data", res.reference)):
+        if c is not None and c.candidate and c.active:
+            print(f"{title}, {c.n_images} images ({c.n_lesions} lesions) neither trained on:")
+            print(f"  new:    {headline(c.candidate)}")
+            print(f"  active: {headline(c.active)}")
+            print("  " + compared_figures(c))
+            print("  recall per class, new / active: " + recall_table(c))
     print(res.verdict.summary)
     if a.install or a.install_even_if_worse:
         if res.verdict.needs_override and not a.install_even_if_worse:
@@ -191,6 +199,18 @@ def cmd_retrain(a: argparse.Namespace) -> int:
         print(f"installed: {installed}" + (" (by override: marked as unvalidated until rolled back)"
                                            if res.verdict.needs_override else ""))
     return 0
+
+
+def recall_table(c: Comparison) -> str:
+    """'akiec 0.70/0.65, ..., df not judged (2 lesions), ...' for a comparison's per-class recalls."""
+    parts = []
+    new, old, few = c.candidate or {}, c.active or {}, c.few_lesions
+    for code, row in new.get("per_class", {}).items():
+        if code in few:
+            parts.append(f"{code} not judged ({few[code]} lesions)")
+        else:
+            parts.append(f"{code} {row['recall']:.2f}/{old['per_class'][code]['recall']:.2f}")
+    return ", ".join(parts)
 
 
 def cmd_agreement(a: argparse.Namespace) -> int:

@@ -32,6 +32,10 @@ class TrainConfig:
     patience: int = 3
     seed: int = 0
     imagenet: str = "auto"  # "auto": torch cache if present; "none"; or a weights file path
+    # A model bundle to start from instead (fine-tuning an installed model): its weights, head included, and
+    # its preprocessing (input size, effective size, JPEG quality, colour constancy, hair removal); `imagenet`,
+    # `input_size` and the preprocessing options are then not used.
+    init_from: str | None = None
     color_constancy: bool = False
     hair_removal: bool = False
     # "auto": the training images' own quality (estimate_jpeg_quality); None or "none": no re-encoding

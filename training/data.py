@@ -1,8 +1,9 @@
 """Reading and validating labelled data, and the decode-once image cache.
 
-Two layouts are accepted: HAM10000's (a metadata CSV with lesion_id,image_id,dx beside the images)
-and one sub-folder per class code. Problems are reported and skipped; a class with too few images is
-an error, since neither a split nor a recall can be computed for it.
+Two layouts are accepted: HAM10000's (a metadata CSV with lesion_id,image_id,dx beside the images; an
+optional `path` column names each image file, relative to the folder or absolute, as retraining's mix of
+two data folders does) and one sub-folder per class code. Problems are reported and skipped; a class with
+too few images is an error, since neither a split nor a recall can be computed for it.
 """
 
 from __future__ import annotations
@@ -167,9 +168,10 @@ def read_dataset(root: Path | str, min_per_class: int = MIN_IMAGES_PER_CLASS) ->
                 if dx not in CLASS_CODES:
                     problems.append(f"{meta.name} line {n}: unknown label {dx!r}, skipped")
                     continue
-                path = index.get(image_id)
-                if path is None:
-                    problems.append(f"{meta.name} line {n}: image {image_id!r} not found, skipped")
+                named = (row.get("path") or "").strip()
+                path = root / named if named else index.get(image_id)  # root / an absolute path: that path
+                if path is None or named and not path.is_file():
+                    problems.append(f"{meta.name} line {n}: image {named or image_id!r} not found, skipped")
                     continue
                 lesion = (row.get("lesion_id") or "").strip() or image_id
                 records.append(Record(path, CLASS_CODES.index(dx), lesion, image_id))

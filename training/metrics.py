@@ -186,6 +186,8 @@ def headline(m: dict[str, Any]) -> str:
     ci = m.get("intervals") or {}
 
     def fig(key: str) -> str:
+        if m.get(key) is None:  # withheld: too few lesions to judge (training.comparison)
+            return "not judged"
         iv = ci.get(key)
         return f"{m[key]:.3f}" + (f" ({iv[0]:.3f}-{iv[1]:.3f})" if iv else "")
 

@@ -1,9 +1,13 @@
 """Retraining end to end, as the settings dialog and `python -m training retrain` run it.
 
-Members are trained on one shared lesion-grouped split, combined on validation, and the candidate is
-scored next to the active models on the validation images that neither was trained on (manifests record
-which images a model's weights were fitted on). Nothing is installed here: the caller installs the
-candidate with `install_candidate`, which applies the one install rule the dialog and the CLI share:
+Each member starts where `RetrainConfig.init` says: by default from the active ensemble's member of the same
+architecture (its weights, head, input size and preprocessing), fine-tuned at a tenth of the study's rates
+through its two parts (top layers, then all layers; no new-head phase, the head is trained), else from ImageNet
+or random weights. The members train on one lesion-grouped split of the clinic's data (training.mixing: with
+original training images mixed in, if asked), are combined on validation, and the candidate is scored next to
+the active models on the validation images that neither was trained on (training.comparison), and on the
+original data's images unseen by both when that data is given. Nothing is installed here: the caller installs
+the candidate with `install_candidate`, which applies the one install rule the dialog and the CLI share:
 a candidate not shown better on the paired interval needs an explicit override, and is then marked
 as unvalidated.
 """
@@ -12,23 +16,43 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from lesion_desktop.classes import MEL_INDEX
-from lesion_desktop.errors import CancelledError, LesionError
-from lesion_desktop.manifest import ENSEMBLE_FORMAT, MANIFEST, read_json_object
+from lesion_desktop.errors import BundleError, CancelledError, LesionError
 from lesion_desktop.store import ModelStore
+from training.comparison import (
+    MIN_COMPARED_IMAGES,
+    MIN_COMPARED_MELANOMAS,
+    MIN_VALIDATION_LESIONS,
+    Comparison,
+    InstallVerdict,
+    compare_on_unseen,
+    compared_figures,
+    install_verdict,
+    lesions_per_class,
+    small_class_notes,
+    withhold_recalls,
+)
 from training.ensemble import BuiltEnsemble, build_ensemble, ensemble_probs
-from training.metrics import evaluate, paired_intervals
+from training.mixing import RetrainData, prepare_retrain_data, reference_images
 from training.progress import Progress, ScaledProgress, check_cancel
-from training.splits import load_split
+from training.provenance import trained_image_ids
+from training.splits import load_split, save_split
 from training.trainer import TrainConfig, train
 
+__all__ = ["MIN_COMPARED_IMAGES", "MIN_COMPARED_MELANOMAS", "MIN_VALIDATION_LESIONS", "Comparison",
+           "InstallVerdict", "RetrainConfig", "RetrainResult", "compare_on_unseen", "compared_figures",
+           "install_candidate", "install_verdict", "retrain", "trained_image_ids"]
+
 log = logging.getLogger(__name__)
+
+INITS = ("active", "imagenet", "random")
+# Fine-tuning the active models: the study's rates for a network fresh from ImageNet, divided by ten. Their
+# head is trained and their features fit dermoscopy already; full rates would first undo that.
+FINE_TUNE_LR_SCALE = 0.1
+MAX_REFERENCE_IMAGES = 3000  # original images scored for the reference comparison (whole lesions drawn above it)
 
 
 @dataclass
@@ -36,10 +60,10 @@ class RetrainConfig:
     data: str
     architectures: list[str]
     work_dir: str
-    epochs_head: int = 1
+    epochs_head: int = 1  # not run with init "active": the active member's head is trained already
     epochs_top: int = 1
     epochs_all: int = 3
-    input_size: tuple[int, int] | None = None
+    input_size: tuple[int, int] | None = None  # not used with init "active": the active member's own size
     imagenet: str = "auto"  # the ImageNet weights when init == "imagenet": "auto" (found offline) or a file
     batch_size: int = 32
     max_batches: int | None = None
@@ -50,179 +74,14 @@ class RetrainConfig:
     export_onnx: bool = True  # graphs beside the weights, so the candidate runs on ONNX Runtime on a CPU
     fit_scope: bool = True  # a scope gate for the candidate, when its data are large enough to fit one
     # Where each member starts: "active" (the active ensemble's member of the same architecture, with its head,
-    # input size and preprocessing), "imagenet" (the `imagenet` weights, a new head) or "random".
+    # input size and preprocessing; ImageNet, logged and recorded, when there is none), "imagenet" (the
+    # `imagenet` weights, a new head) or "random".
     init: str = "active"
     # A data folder of the original training data (e.g. HAM10000) mixed into the clinic's training images so
-    # the models do not forget what they knew; its images unseen by both models give the `reference` comparison.
+    # the models do not forget what they knew; its images unseen by both models give the `reference` comparison
+    # (mix_ratio 0: that comparison alone, nothing mixed in).
     mix_data: str | None = None
     mix_ratio: float = 1.0  # original images drawn per clinic training image
-
-
-# Below these, the compared images cannot judge the candidate, whatever the intervals say.
-MIN_COMPARED_IMAGES = 100
-MIN_COMPARED_MELANOMAS = 10
-
-
-def trained_image_ids(models_dir: Path) -> set[str] | None:
-    """The image ids an ensemble's (or bundle's) weights were fitted on, from its manifests; None if not recorded.
-
-    Read from `training.trained_image_ids` of the ensemble manifest, else the union over its members' manifests
-    (every member must record it: one unknown member makes the whole set unknown).
-    """
-    def recorded(manifest: dict[str, Any]) -> set[str] | None:
-        t = manifest.get("training")
-        ids = t.get("trained_image_ids") if isinstance(t, dict) else None
-        return {str(i) for i in ids} if isinstance(ids, list) else None
-
-    folder = Path(models_dir)
-    try:
-        manifest = read_json_object(folder / MANIFEST)
-        own = recorded(manifest)
-        if own is not None or manifest.get("format") != ENSEMBLE_FORMAT:
-            return own
-        union: set[str] = set()
-        for entry in manifest.get("members") or []:
-            member = recorded(read_json_object(folder / str(entry.get("path", "")) / MANIFEST))
-            if member is None:
-                return None
-            union |= member
-        return union if manifest.get("members") else None
-    except (LesionError, AttributeError):
-        return None
-
-
-@dataclass
-class Comparison:
-    """The candidate and the active models on the validation images neither was trained on."""
-
-    n_validation: int  # validation images of the candidate's split
-    n_excluded: int  # of those, images the active or the candidate models were trained on
-    n_images: int = 0  # compared images
-    n_lesions: int = 0
-    n_melanomas: int = 0
-    candidate: dict[str, Any] | None = None
-    active: dict[str, Any] | None = None
-    # new minus active on the same lesions, 95% paired bootstrap intervals
-    difference: dict[str, Any] | None = None
-    problem: str = ""  # why the comparison cannot judge the candidate ("" when it can)
-
-
-def compare_on_unseen(active_probs: np.ndarray, candidate_probs: np.ndarray, labels: np.ndarray, groups: list[str],
-                      image_ids: list[str], trained_on: set[str] | None) -> Comparison:
-    """Score both ensembles on the validation images outside `trained_on` (None: unknown, so none is safe)."""
-    n_val = len(image_ids)
-    if trained_on is None:
-        return Comparison(n_val, 0, problem=(
-            "The active models' manifests do not record which images they were trained on, so no validation image "
-            "can be shown to be new to them: the comparison would not be fair."))
-    keep = np.array([i not in trained_on for i in image_ids], dtype=bool)
-    y = np.asarray(labels)[keep]
-    g = [lesion for lesion, k in zip(groups, keep, strict=True) if k]
-    c = Comparison(n_val, int((~keep).sum()), int(keep.sum()), len(set(g)), int((y == MEL_INDEX).sum()))
-    seen = (f" ({c.n_excluded} of the {n_val} validation images were left out because the active or the new "
-            "models were trained on them)" if c.n_excluded else "")
-    if c.n_images < MIN_COMPARED_IMAGES or c.n_melanomas < MIN_COMPARED_MELANOMAS:
-        c.problem = (f"Only {c.n_images} validation images ({c.n_melanomas} melanomas) are new to both the active "
-                     f"and the new models{seen}; at least {MIN_COMPARED_IMAGES} images with "
-                     f"{MIN_COMPARED_MELANOMAS} melanomas are needed to judge the new models.")
-    if c.n_images:
-        active_kept, candidate_kept = np.asarray(active_probs)[keep], np.asarray(candidate_probs)[keep]
-        c.active, c.candidate = evaluate(active_kept, y, g), evaluate(candidate_kept, y, g)
-        c.difference = paired_intervals(active_kept, candidate_kept, y, g)
-    return c
-
-
-@dataclass(frozen=True)
-class InstallVerdict:
-    needs_override: bool  # installing needs the user's explicit override
-    worse: bool  # shown worse on balanced accuracy or melanoma recall
-    summary: str  # what the user reads before deciding
-    figures: str  # "balanced accuracy 0.520 vs 0.770 (-0.250, 95% interval ...), melanoma recall ..."
-    detail: str  # the summary without its figures, for a box that shows them apart
-
-
-def compared_figures(c: Comparison) -> str:
-    """New vs active on the compared images, each change with its paired 95% interval."""
-    if not c.candidate or not c.active:
-        return ""
-    parts = []
-    for key, label in (("balanced_accuracy", "balanced accuracy"), ("melanoma_recall", "melanoma recall")):
-        new, old = c.candidate.get(key), c.active.get(key)
-        if not (isinstance(new, float) and isinstance(old, float) and new == new and old == old):
-            continue
-        iv = (c.difference or {}).get(key)
-        interval = f", 95% interval {iv[0]:+.3f} to {iv[1]:+.3f}" if iv else ""
-        parts.append(f"{label} {new:.3f} vs {old:.3f} ({new - old:+.3f}{interval})")
-    return ", ".join(parts)
-
-
-def install_verdict(c: Comparison | None, reference: Comparison | None = None,
-                    notes: list[str] | None = None) -> InstallVerdict:
-    """The install rule the dialog and the CLI share: only a candidate shown better installs without an override.
-
-    Better: the paired interval of the change in balanced accuracy lies above zero, and melanoma recall is not
-    shown lower (its interval does not lie below zero), on enough clinic validation images that neither model saw.
-    With a `reference` comparison (the original data's validation images unseen by both), a candidate shown
-    worse there (it forgot) also needs the override. The `notes` (small classes) end the summary, so every
-    place that shows it shows them.
-    """
-    v = _clinic_verdict(c)
-    extra: list[str] = []
-    needs_override, worse = v.needs_override, v.worse
-    if reference is not None:
-        sentence, ref_worse = reference_sentence(reference)
-        extra.append(sentence)
-        if ref_worse:
-            worse = True
-            if not needs_override:
-                needs_override = True
-                extra.append("Installing them needs an explicit override.")
-    extra += list(notes or [])
-    if not extra:
-        return v
-    tail = " " + " ".join(extra)
-    return InstallVerdict(needs_override, worse, v.summary + tail, v.figures, v.detail + tail)
-
-
-def reference_sentence(r: Comparison) -> tuple[str, bool]:
-    """What the original data's unseen validation images say; True when the new models are shown worse there."""
-    figures = compared_figures(r)
-    on = f"{r.n_images} original validation images ({r.n_lesions} lesions) that neither trained on"
-    if r.problem or not figures:
-        return f"On the original training data: {r.problem or 'no comparison could be made.'}", False
-    ba = (r.difference or {}).get("balanced_accuracy")
-    mel = (r.difference or {}).get("melanoma_recall")
-    worse = bool(ba and ba[1] < 0) or bool(mel and mel[1] < 0)
-    verb = "They are WORSE than the active ones" if worse else "Compared with the active ones"
-    return f"On the original training data ({on}): {verb}: {figures}.", worse
-
-
-def _clinic_verdict(c: Comparison | None) -> InstallVerdict:
-    override = " Installing them needs an explicit override."
-    if c is None:
-        text = "There are no active models to compare the new models with, so they are not shown to be at least " \
-               "as good." + override
-        return InstallVerdict(True, False, text, "", text)
-    figures = compared_figures(c)
-    on = f"on {c.n_images} validation images ({c.n_lesions} lesions) that neither trained on"
-    ba = (c.difference or {}).get("balanced_accuracy")
-    mel = (c.difference or {}).get("melanoma_recall")
-    worse = bool(ba and ba[1] < 0) or bool(mel and mel[1] < 0)
-    if c.problem or not ba:
-        shown = f" Measured {on}: {figures}." if figures else ""
-        tail = f" They are not shown to be at least as good as the active models.{override}"
-        return InstallVerdict(True, worse, f"The new models cannot be judged. {c.problem}{shown}{tail}", figures,
-                              f"{c.problem}{f' Measured {on}.' if figures else ''}{tail}")
-    if worse:
-        advice = " Installing them is not recommended, and needs an explicit override."
-        return InstallVerdict(True, True, f"The new models are WORSE than the active ones {on}: {figures}.{advice}",
-                              figures, f"Measured {on}.{advice}")
-    if ba[0] > 0:
-        return InstallVerdict(False, False, f"The new models are better than the active ones {on}: {figures}.",
-                              figures, f"Measured {on}.")
-    advice = f" They are not shown to be better.{override}"
-    return InstallVerdict(True, False, f"The validation images cannot tell the new models from the active ones "
-                                       f"({on}): {figures}.{advice}", figures, f"Measured {on}.{advice}")
 
 
 @dataclass
@@ -269,53 +128,137 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
     t0 = time.time()
     if not cfg.architectures:
         raise LesionError("Choose at least one architecture to train.")
+    if cfg.init not in INITS:
+        raise LesionError(f"init must be one of {', '.join(INITS)}, not {cfg.init!r}.")
+    if not cfg.mix_ratio >= 0:
+        raise LesionError(f"The mix ratio must be 0 or more, not {cfg.mix_ratio}.")
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    split_file = work / "split.json"
+    active = Path(active_dir) if active_dir is not None else None
+    active_seen = trained_image_ids(active) if active is not None else None
+    data = prepare_retrain_data(cfg.data, work, seed=cfg.seed, mix_data=cfg.mix_data, mix_ratio=cfg.mix_ratio,
+                                allowed=active_seen)
+    notes = list(data.notes)
     cache_dir = work / "cache"
+    starts = {arch: member_start(cfg, arch, active, notes) for arch in cfg.architectures}
     member_dirs: list[Path] = []
     member_metrics: dict[str, dict[str, Any]] = {}
     n = len(cfg.architectures)
     for i, arch in enumerate(cfg.architectures):
         check_cancel(progress)
-        tc = TrainConfig(
-            architecture=arch, data=cfg.data, out_dir=str(work / arch), input_size=cfg.input_size,
-            epochs_head=cfg.epochs_head, epochs_top=cfg.epochs_top, epochs_all=cfg.epochs_all,
-            batch_size=cfg.batch_size, imagenet=cfg.imagenet, device=cfg.device, seed=cfg.seed,
-            split_file=str(split_file), cache_dir=str(cache_dir), max_batches=cfg.max_batches,
-            half_weights=cfg.half_weights, command=cfg.command,
-        )
-        if i == 0 and not split_file.exists():
-            # The first member writes the split; the others reuse it so the ensemble is scored fairly.
-            tc.split_file = None
-            res = train(tc, ScaledProgress(progress, 0.9 * i / n, 0.9 * (i + 1) / n, f"[{arch}] ", {"member": arch}))
-            (work / arch / "split.json").replace(split_file)
-        else:
-            res = train(tc, ScaledProgress(progress, 0.9 * i / n, 0.9 * (i + 1) / n, f"[{arch}] ", {"member": arch}))
+        tc = member_config(cfg, arch, starts[arch], data, work)
+        res = train(tc, ScaledProgress(progress, 0.9 * i / n, 0.9 * (i + 1) / n, f"[{arch}] ", {"member": arch}))
         member_dirs.append(res.bundle)
         member_metrics[arch] = res.val_metrics
     check_cancel(progress)
     if progress is not None:
         progress.report(0.92, "Combining the members on the validation split")
+    split_file, data_dir = data.split_file, str(data.data_dir)
     built = build_ensemble(
-        member_dirs, work / "candidate", data=cfg.data, split_file=str(split_file), cache_dir=cache_dir,
+        member_dirs, work / "candidate", data=data_dir, split_file=str(split_file), cache_dir=cache_dir,
         name=f"retrained-{time.strftime('%Y%m%d-%H%M')}", progress=progress,
         training={"command": cfg.command, "data": cfg.data, "architectures": cfg.architectures,
-                  "seconds": round(time.time() - t0, 1)},
+                  "init": cfg.init, "initialised_from": {a: _start_summary(s) for a, s in starts.items()},
+                  "mix_data": cfg.mix_data, "mix_ratio": cfg.mix_ratio if cfg.mix_data else None,
+                  "mixed_images": len(data.mixed_ids), "notes": notes, "seconds": round(time.time() - t0, 1)},
     )
     if cfg.export_onnx:
         _export_graphs(built.path, progress)
     if cfg.fit_scope:
-        _fit_scope(built.path, cfg.data, split_file, cache_dir, progress)
-    comparison = None
-    if active_dir is not None:
+        _fit_scope(built.path, data_dir, split_file, cache_dir, progress)
+    comparison = reference = None
+    if active is not None:
         if progress is not None:
             progress.report(0.96, "Scoring the active models on the same validation images")
-        comparison = _compare_with_active(built, Path(active_dir), cfg.data, split_file, cache_dir, progress)
+        comparison = _compare_with_active(built, active, data_dir, split_file, cache_dir, progress)
+        notes += small_class_notes(comparison.few_lesions) if comparison.candidate else []
+        if data.mix is not None:
+            if progress is not None:
+                progress.report(0.98, "Scoring both on original images neither was trained on")
+            reference = _reference_comparison(built, active, data, cache_dir, work, progress)
+            notes += small_class_notes(reference.few_lesions, "original validation") if reference.candidate else []
+    metrics = dict(built.val_metrics, per_class={k: dict(v) for k, v in built.val_metrics["per_class"].items()})
+    if comparison is None or comparison.candidate is None:  # the only figures shown: say which cannot be judged
+        few = {c: k for c, k in lesions_per_class(built.val_split.labels, built.val_split.groups).items()
+               if k < MIN_VALIDATION_LESIONS}
+        withhold_recalls(metrics, few)
+        notes += small_class_notes(few)
     if progress is not None:
         progress.report(1.0, "Retraining finished; review the reports before installing")
-    return RetrainResult(built.path, built.val_metrics, built.test_metrics, comparison, member_metrics,
-                         time.time() - t0)
+    return RetrainResult(built.path, metrics, built.test_metrics, comparison, member_metrics,
+                         time.time() - t0, reference, notes)
+
+
+@dataclass(frozen=True)
+class MemberStart:
+    """Where one member starts: an active member's bundle, or ImageNet / random weights (init_from None)."""
+
+    init: str  # "active", "imagenet" or "random": what the member actually starts from
+    init_from: str | None = None  # the active member's bundle folder
+    fallback: str = ""  # why "active" was asked for and not possible
+
+
+def active_member(active_dir: Path | None, architecture: str) -> tuple[Path | None, str]:
+    """The active ensemble's first member of `architecture`, or None and why there is none."""
+    from lesion_desktop.manifest import validate_ensemble
+
+    if active_dir is None:
+        return None, "there are no active models"
+    try:
+        members = validate_ensemble(active_dir).members
+    except BundleError as e:
+        return None, f"the active models could not be read ({e})"
+    found = next((m.path for m in members if m.architecture == architecture), None)
+    if found is None:
+        return None, (f"the active models have no {architecture} member (they are "
+                      f"{', '.join(m.architecture for m in members)})")
+    return found, ""
+
+
+def member_start(cfg: RetrainConfig, architecture: str, active_dir: Path | None, notes: list[str]) -> MemberStart:
+    """Where `architecture` starts under `cfg.init`; an impossible "active" falls back to ImageNet, with a
+    warning in the log, a sentence in `notes` and a record in the candidate's manifest."""
+    if cfg.init != "active":
+        return MemberStart(cfg.init)
+    member, why = active_member(active_dir, architecture)
+    if member is not None:
+        if cfg.input_size and cfg.input_size != _input_size(member):
+            notes.append(f"{architecture} keeps the active model's input size "
+                         f"{'x'.join(map(str, _input_size(member)))}: its weights were fitted to it.")
+        return MemberStart("active", str(member))
+    log.warning("%s does not start from the active models: %s; it starts from ImageNet weights", architecture, why)
+    notes.append(f"{architecture} started from ImageNet weights, not from the active models: {why}.")
+    return MemberStart("imagenet", fallback=why)
+
+
+def _input_size(member: Path) -> tuple[int, int]:
+    from lesion_desktop.manifest import validate_member
+
+    h, w = validate_member(member).preprocess.input_size
+    return h, w
+
+
+def _start_summary(start: MemberStart) -> dict[str, Any]:
+    return {"init": start.init, **({"from": start.init_from} if start.init_from else {}),
+            **({"fallback_from_active": start.fallback} if start.fallback else {})}
+
+
+def member_config(cfg: RetrainConfig, architecture: str, start: MemberStart, data: RetrainData,
+                  work: Path) -> TrainConfig:
+    """One member's training: from the active member at a tenth of the rates and without a new-head phase,
+    else as a fresh network (ImageNet or random weights) on the study's schedule."""
+    tc = TrainConfig(
+        architecture=architecture, data=str(data.data_dir), out_dir=str(work / architecture),
+        input_size=cfg.input_size, epochs_head=cfg.epochs_head, epochs_top=cfg.epochs_top,
+        epochs_all=cfg.epochs_all, batch_size=cfg.batch_size,
+        imagenet="none" if start.init == "random" else cfg.imagenet, device=cfg.device, seed=cfg.seed,
+        split_file=str(data.split_file), cache_dir=str(work / "cache"), max_batches=cfg.max_batches,
+        half_weights=cfg.half_weights, command=cfg.command,
+    )
+    if start.init_from is None:
+        return tc
+    return replace(tc, init_from=start.init_from, input_size=None, epochs_head=0,
+                   lr_top=tc.lr_top * FINE_TUNE_LR_SCALE, lr_all=tc.lr_all * FINE_TUNE_LR_SCALE)
 
 
 def _export_graphs(ensemble_dir: Path, progress: Progress | None) -> None:
@@ -375,10 +318,46 @@ def _compare_with_active(built: BuiltEnsemble, active_dir: Path, data: str, spli
     if built.val_split.image_ids != sp.image_ids:  # pairing needs the same images in the same order
         return Comparison(n_val, 0, problem="The active and the new models were scored on different images.")
     active_seen = trained_image_ids(active_dir)
-    # The candidate was fitted on its split's training part (and on whatever its manifests record besides).
+    # The candidate was fitted on its split's training part (and on whatever its manifests record besides:
+    # the active models' training images, when it started from them).
     candidate_seen = (trained_image_ids(built.path) or set()) | set(load_split(split_file)["train"])
     trained_on = None if active_seen is None else active_seen | candidate_seen
     return compare_on_unseen(active_probs, built.val_probs, sp.labels, sp.groups, sp.image_ids, trained_on)
+
+
+def _reference_comparison(built: BuiltEnsemble, active_dir: Path, data: RetrainData, cache_dir: Path, work: Path,
+                          progress: Progress | None) -> Comparison:
+    """Both ensembles on original images (mix_data) that neither was trained on, lesion by lesion, and that are
+    not the clinic's: did the new models forget what the active ones knew?"""
+    assert data.mix is not None
+    active_seen = trained_image_ids(active_dir)
+    candidate_seen = trained_image_ids(built.path)
+    if active_seen is None or candidate_seen is None:
+        return Comparison(len(data.mix.records), 0, problem=(
+            "The models' manifests do not record which original images they were trained on, so none can be "
+            "shown to be new to them: the comparison would not be fair."))
+    ids, left_out = reference_images(data.mix, active_seen | candidate_seen | set(data.mixed_ids), data.clinic,
+                                     MAX_REFERENCE_IMAGES, seed=0)
+    n_total = len(ids) + left_out
+    if not ids:
+        return Comparison(n_total, left_out, problem="None of the original images is new to both the active and "
+                                                     "the new models.")
+    split_file = work / "reference-split.json"
+    save_split(split_file, {"train": [], "val": ids, "test": []}, seed=0, data_fingerprint="")
+    try:
+        active_probs, sp = ensemble_probs(active_dir, data=str(data.mix.root), split_file=str(split_file),
+                                          which="val", cache_dir=cache_dir, progress=progress)
+        new_probs, sp_new = ensemble_probs(built.path, data=str(data.mix.root), split_file=str(split_file),
+                                           which="val", cache_dir=cache_dir, progress=progress)
+    except CancelledError:
+        raise
+    except LesionError as e:
+        return Comparison(n_total, left_out, problem=f"The original images could not be scored: {e}")
+    if sp.image_ids != sp_new.image_ids:
+        return Comparison(n_total, left_out, problem="The active and the new models were scored on different images.")
+    c = compare_on_unseen(active_probs, new_probs, sp.labels, sp.groups, sp.image_ids, set())
+    c.n_validation, c.n_excluded = n_total, left_out
+    return c
 
 
 def install_candidate(result: RetrainResult, store: ModelStore, *, override: bool = False) -> Path:

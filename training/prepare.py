@@ -85,7 +85,12 @@ class PreparedData:
 
 
 def preprocessing_for(cfg: TrainConfig, ds: Dataset) -> PreprocessConfig:
-    """The bundle's preprocessing: the architecture's normalisation, the images' own size and JPEG quality."""
+    """The bundle's preprocessing: the architecture's normalisation, the images' own size and JPEG quality;
+    fine-tuning a model (`cfg.init_from`), that model's own preprocessing, which its weights were fitted to."""
+    if cfg.init_from:
+        from lesion_desktop.manifest import validate_member
+
+        return validate_member(Path(cfg.init_from)).preprocess
     spec = get_spec(cfg.architecture)
     effective = _effective_size(cfg, ds)
     return PreprocessConfig(

