@@ -25,6 +25,7 @@ from lesion_desktop.imageio import QualityReport, load_image, quality_check
 from lesion_desktop.inference import Engine, open_engine
 from lesion_desktop.progress import Progress, check_cancel
 from lesion_desktop.records import Record, RecordStore, encode_png, make_thumbnail
+from lesion_desktop.wording import QT_TRANSLATE_NOOP, Clause, Joined, Phrase, recognise
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,35 @@ WARNING = "warning"
 CANNOT_RULE_OUT = "cannot_rule_out"
 BELOW_THRESHOLD = "below_threshold"
 
+# The assessment's wording, marked for translators (lesion_desktop.wording): the window and its PDF show it in the
+# clinic's language, the command line in English. A translation must be reviewed by a clinician (docs/translations.md).
+_NAMES = QT_TRANSLATE_NOOP("Assessment", "melanoma, basal cell carcinoma, actinic keratosis")  # MALIGNANT_NAMES
+_RATES = QT_TRANSLATE_NOOP("Assessment", "At {threshold} this warning fired for {melanoma} of the test melanomas "
+                           "and {benign} of benign lesions.")
+_NOT_JUDGED = QT_TRANSLATE_NOOP("Assessment", "Not an image these models can judge")
+_NO_DIAGNOSIS = QT_TRANSLATE_NOOP("Assessment", "No diagnosis is shown. Use a dermoscopy image of a single skin "
+                                  "lesion.")
+_POOR = QT_TRANSLATE_NOOP("Assessment", "The image quality is poor ({problems}): retake it.")
+_POSSIBLE = QT_TRANSLATE_NOOP("Assessment", "Possible malignancy: {probability} combined probability of {names} "
+                              "(warning threshold {threshold}).")
+_TOP_BENIGN = QT_TRANSLATE_NOOP("Assessment", "The top label is benign, but the malignant risk is not negligible.")
+_POSSIBLE_HEADLINE = QT_TRANSLATE_NOOP("Assessment", "⚠ Possible malignancy: {probability}")
+_CANNOT_HEADLINE = QT_TRANSLATE_NOOP("Assessment", "⚠ This image cannot rule out malignancy")
+_CANNOT = QT_TRANSLATE_NOOP("Assessment", "From an image of this quality the models cannot rule out malignancy, "
+                            "whatever the probabilities say (malignant classes combined: {probability}).")
+_BELOW = QT_TRANSLATE_NOOP("Assessment", "Malignant classes combined ({names}): {probability}, below the {threshold} "
+                           "warning threshold.")
+_BELOW_HEADLINE = QT_TRANSLATE_NOOP("Assessment", "Malignant classes combined: {probability}")
+_NOT_SAVED = QT_TRANSLATE_NOOP("Assessment", "This result could not be saved in the history: {error}.")
+
 
 @dataclass(frozen=True)
 class Assessment:
-    """What the result says about malignancy, in one place for the window, the PDF and the CLI."""
+    """What the result says about malignancy, in one place for the window, the PDF and the CLI.
+
+    `headline` and `text` are English strings that are also `lesion_desktop.wording.Wording`s: the window and
+    the PDF render them in the clinic's language (`lesion_desktop.qt.translations.tr_core`).
+    """
 
     level: str  # OUT_OF_SCOPE, WARNING, CANNOT_RULE_OUT or BELOW_THRESHOLD
     headline: str  # the most prominent line
@@ -68,8 +94,8 @@ def warning_rates_sentence(rates: Sequence[Mapping[str, Any]] | None, threshold:
     for row in rates or ():
         try:
             if abs(float(row["threshold"]) - threshold) < 1e-6:
-                return (f"At {threshold:.0%} this warning fired for {float(row['melanoma']):.0%} of the test "
-                        f"melanomas and {float(row['benign']):.0%} of benign lesions.")
+                return Phrase(_RATES, threshold=f"{threshold:.0%}", melanoma=f"{float(row['melanoma']):.0%}",
+                              benign=f"{float(row['benign']):.0%}")
         except (KeyError, TypeError, ValueError):
             continue
     return ""
@@ -82,31 +108,32 @@ def assess(malignant_probability: float, top_code: str, threshold: float, qualit
     `out_of_scope`: the scope gate's reason, when the image was judged outside what the models have seen
     (and the user has not asked to see the result anyway). `quality_warnings`: any of them is serious
     enough that a low probability must not reassure (dark, over-exposed, blurred, too small).
+    Strings read back from the history are recognised as the sentences they were, so they translate too.
     """
     rate = warning_rates_sentence(rates, threshold)
+    names = Phrase(_NAMES)
+    p0, t0 = f"{malignant_probability:.0%}", f"{threshold:.0%}"
     if out_of_scope:
-        advice = "" if "diagnosis" in out_of_scope else (
-            " No diagnosis is shown. Use a dermoscopy image of a single skin lesion.")
-        return Assessment(OUT_OF_SCOPE, "Not an image these models can judge", out_of_scope + advice, threshold)
-    poor = ("The image quality is poor (" + "; ".join(w.rstrip(".") for w in quality_warnings).lower()
-            + "): retake it.") if quality_warnings else ""
+        reason = recognise(out_of_scope)
+        advice = "" if "diagnosis" in out_of_scope else Phrase(_NO_DIAGNOSIS)
+        return Assessment(OUT_OF_SCOPE, Phrase(_NOT_JUDGED), Joined([reason, advice]), threshold)
+    poor = Phrase(_POOR, problems=Joined([Clause(recognise(w)) for w in quality_warnings], "; ")) \
+        if quality_warnings else ""
     if malignant_probability >= threshold:
-        text = (f"Possible malignancy: {malignant_probability:.0%} combined probability of {MALIGNANT_NAMES} "
-                f"(warning threshold {threshold:.0%}).")
-        if top_code not in MALIGNANT_CODES:
-            text += " The top label is benign, but the malignant risk is not negligible."
-        text = " ".join(t for t in (text, rate, poor) if t)
-        return Assessment(WARNING, f"⚠ Possible malignancy: {malignant_probability:.0%}", text, threshold)
+        text = Joined([Phrase(_POSSIBLE, probability=p0, names=names, threshold=t0),
+                       "" if top_code in MALIGNANT_CODES else Phrase(_TOP_BENIGN), rate, poor])
+        return Assessment(WARNING, Phrase(_POSSIBLE_HEADLINE, probability=p0), text, threshold)
     if quality_warnings:
-        return Assessment(
-            CANNOT_RULE_OUT, "⚠ This image cannot rule out malignancy",
-            f"{poor} From an image of this quality the models cannot rule out malignancy, whatever the "
-            f"probabilities say (malignant classes combined: {malignant_probability:.0%}).", threshold)
-    text = (f"Malignant classes combined ({MALIGNANT_NAMES}): {malignant_probability:.1%}, below the "
-            f"{threshold:.0%} warning threshold.")
-    if rate:
-        text += f" {rate}"
-    return Assessment(BELOW_THRESHOLD, f"Malignant classes combined: {malignant_probability:.0%}", text, threshold)
+        return Assessment(CANNOT_RULE_OUT, Phrase(_CANNOT_HEADLINE),
+                          Joined([poor, Phrase(_CANNOT, probability=p0)]), threshold)
+    text = Joined([Phrase(_BELOW, names=names, probability=f"{malignant_probability:.1%}", threshold=t0), rate])
+    return Assessment(BELOW_THRESHOLD, Phrase(_BELOW_HEADLINE, probability=p0), text, threshold)
+
+
+def record_warnings(record: Record) -> list[str]:
+    """A stored result's warnings, recognised as the sentences they were (a result read back from the history
+    has plain strings), so the window and the PDF can translate them."""
+    return [recognise(w) for w in record.warnings]
 
 
 def assess_record(record: Record, current_threshold: float,
@@ -243,7 +270,7 @@ def analyse(progress: Progress, holder: EngineHolder, source: Path | bytes | np.
     except (sqlite3.Error, OSError) as e:
         # The result matters more than the history entry: show it, and say it was not saved.
         log.exception("Could not save the result in the history")
-        warnings.append(f"This result could not be saved in the history: {e}.")
+        warnings.append(Phrase(_NOT_SAVED, error=e))
         record = Record(None, _now(), source_name, source_path, Path(), make_thumbnail(rgb), pred.probabilities,
                         tuple(warnings), engine.version, details,
                         encode_png(pred.preprocessed) if pred.preprocessed is not None else None, None)

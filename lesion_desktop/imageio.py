@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lesion_desktop.errors import ImageLoadError
+from lesion_desktop.wording import QT_TRANSLATE_NOOP, Phrase
 
 MAX_PIXELS: int = 40_000_000
 """Largest image accepted (width x height): beyond any dermatoscope or phone, yet safe to decode."""
@@ -479,6 +480,16 @@ One HAM10000 image of 10,015 exceeds it (25.5%), while 99.97% of copies brighten
 """
 
 
+# The warnings, marked for translators (lesion_desktop.wording): the window shows them in the clinic's language.
+TOO_SMALL = QT_TRANSLATE_NOOP("ImageQuality", "The image is only {width} x {height} pixels; at least {long_side} x "
+                              "{short_side} are needed to judge it reliably.")
+TOO_DARK = QT_TRANSLATE_NOOP("ImageQuality", "The image is too dark (under-exposed); details of the lesion may be "
+                             "hidden.")
+TOO_BRIGHT = QT_TRANSLATE_NOOP("ImageQuality", "The image is too bright (over-exposed): {clipped} of it is pure white, "
+                               "so details are lost.")
+BLURRED = QT_TRANSLATE_NOOP("ImageQuality", "The image looks blurred (out of focus or moved); retake it if you can.")
+
+
 @dataclass(frozen=True)
 class QualityReport:
     """What a clinician should know about a photo before trusting a prediction on it."""
@@ -513,19 +524,14 @@ def quality_check(rgb: np.ndarray) -> QualityReport:
     found: list[str] = []
     too_small = min(width, height) < short_side or max(width, height) < long_side
     if too_small:
-        found.append(
-            f"The image is only {width} x {height} pixels; at least {long_side} x {short_side} are needed "
-            "to judge it reliably."
-        )
+        found.append(Phrase(TOO_SMALL, width=width, height=height, long_side=long_side, short_side=short_side))
     badly_exposed = True
     if brightness < DARK_THRESHOLD:
-        found.append("The image is too dark (under-exposed); details of the lesion may be hidden.")
+        found.append(Phrase(TOO_DARK))
     elif clipped > CLIPPED_FRACTION:
-        found.append(
-            f"The image is too bright (over-exposed): {clipped:.0%} of it is pure white, so details are lost."
-        )
+        found.append(Phrase(TOO_BRIGHT, clipped=f"{clipped:.0%}"))
     else:
         badly_exposed = False
     if not too_small and not badly_exposed and sharpness < BLUR_THRESHOLD:
-        found.append("The image looks blurred (out of focus or moved); retake it if you can.")
+        found.append(Phrase(BLURRED))
     return QualityReport(tuple(found), sharpness, brightness, width, height)

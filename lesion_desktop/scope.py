@@ -40,6 +40,7 @@ from lesion_desktop.imageio import (
     quality_check,
 )
 from lesion_desktop.manifest import MANIFEST, read_json_object, sha256_file
+from lesion_desktop.wording import QT_TRANSLATE_NOOP, Joined, Phrase, recognise
 
 SCOPE_FORMAT = "lesion-desktop-scope"
 SCOPE_FORMAT_VERSION = 1
@@ -50,15 +51,35 @@ NEAR_BLACK = 30  # a pixel whose channels are all at most this is part of a blac
 MIN_COUNTED = 0.2  # the drawing check needs this share of the image neither near-black nor clipped
 WORK_SIZE = (150, 200)  # (height, width): the checks look at the image at the training copies' resolution
 
-NOT_DERMOSCOPY = "This does not look like a dermoscopy image of a skin lesion"
+# The gate's reasons, marked for translators (lesion_desktop.wording): the window shows them in the clinic's language.
+NOT_DERMOSCOPY = "This does not look like a dermoscopy image of a skin lesion"  # how every reason starts
 REASONS = {
-    "grey": f"{NOT_DERMOSCOPY}: it has almost no colour (a black-and-white photo, a scan or a greyscale picture).",
-    "flat": f"{NOT_DERMOSCOPY}: it is almost one flat colour, with nothing to judge.",
-    "drawing": f"{NOT_DERMOSCOPY}: large parts of it are perfectly uniform, as in a drawing, a screenshot or text.",
-    "features": f"{NOT_DERMOSCOPY} like those the models were trained on (it may be a photo of something else, a "
-                "drawing, text, a screenshot or a microscope slide).",
+    "grey": QT_TRANSLATE_NOOP("Scope", "This does not look like a dermoscopy image of a skin lesion: it has almost no "
+                              "colour (a black-and-white photo, a scan or a greyscale picture)."),
+    "flat": QT_TRANSLATE_NOOP("Scope", "This does not look like a dermoscopy image of a skin lesion: it is almost one "
+                              "flat colour, with nothing to judge."),
+    "drawing": QT_TRANSLATE_NOOP("Scope", "This does not look like a dermoscopy image of a skin lesion: large parts of "
+                                 "it are perfectly uniform, as in a drawing, a screenshot or text."),
+    "features": QT_TRANSLATE_NOOP("Scope", "This does not look like a dermoscopy image of a skin lesion like those the "
+                                  "models were trained on (it may be a photo of something else, a drawing, text, a "
+                                  "screenshot or a microscope slide)."),
 }
-ADVICE = "The models cannot judge it, so no diagnosis is given; use a dermoscopy image of the lesion."
+ADVICE = QT_TRANSLATE_NOOP("Scope", "The models cannot judge it, so no diagnosis is given; use a dermoscopy image of "
+                           "the lesion.")
+OUT_OF_SCOPE_WARNING = QT_TRANSLATE_NOOP("Scope", "out of scope: {reason}")  # a result's warning (CLI, PDF)
+
+
+def reason_for(kind: str) -> str:
+    """What the user is told about an image the gate refused for `kind` ("grey", "flat", "drawing", "features")."""
+    return Joined([Phrase(REASONS[kind]), Phrase(ADVICE)])
+
+
+def finding_of(reason: str) -> str:
+    """A refusal's reason without the advice after it (for a result the user chose to see anyway)."""
+    found = recognise(reason)
+    if isinstance(found, Joined):
+        return Joined([p for p in found.parts if p != ADVICE], found.sep)
+    return str(reason).replace(ADVICE, "").strip()
 
 
 @dataclass(frozen=True)
@@ -187,7 +208,7 @@ class ScopeResult:
     @property
     def warning(self) -> str:
         """The CLI's warning text: empty when the image is in scope."""
-        return "" if self.in_scope else f"out of scope: {self.reason}"
+        return "" if self.in_scope else Phrase(OUT_OF_SCOPE_WARNING, reason=self.reason)
 
 
 @dataclass
@@ -234,7 +255,7 @@ class ScopeModel:
         if not finding and score <= threshold:  # a NaN score is out of scope, never in
             return ScopeResult(True, score, threshold, "", "")
         kind = finding or "features"
-        return ScopeResult(False, score, threshold, f"{REASONS[kind]} {ADVICE}", kind)
+        return ScopeResult(False, score, threshold, reason_for(kind), kind)
 
     # ---- files ---------------------------------------------------------------------------------------------
     def save(self, folder: Path) -> dict[str, Any]:

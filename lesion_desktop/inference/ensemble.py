@@ -157,10 +157,10 @@ class Engine:
         """
         if self.scope is not None:
             return self.scope.check(prediction.features, image, quality)  # quality: computed there if None
-        from lesion_desktop.scope import ADVICE, REASONS
+        from lesion_desktop.scope import reason_for
 
         finding = image_finding(image_stats(image), ImageChecks())
-        reason = f"{REASONS[finding]} {ADVICE}" if finding else ""
+        reason = reason_for(finding) if finding else ""
         return ScopeResult(not finding, float("nan"), float("nan"), reason, finding)
 
     def heatmap(self, image: np.ndarray, prediction: Prediction, class_index: int | None = None) -> np.ndarray | None:
