@@ -34,6 +34,7 @@ from lesion_desktop.errors import LesionError
 from lesion_desktop.manifest import sha256_file
 from lesion_desktop.paths import data_dir
 from lesion_desktop.prediction import ClassProbabilities
+from lesion_desktop.wording import QT_TRANSLATE_NOOP, Joined, Phrase
 
 SCHEMA_VERSION = 2
 DB_NAME = "history.sqlite"
@@ -51,10 +52,11 @@ HISTOPATHOLOGY_CODES: tuple[str, ...] = (*CLASS_CODES, HISTOPATHOLOGY_OTHER)
 IMAGE_ORIGINAL = "original"  # the file's own bytes
 IMAGE_PNG = "png"  # pixels that had no file (camera frame, pasted bitmap), stored losslessly as PNG
 IMAGE_PNG_V1 = "png-v1"  # stored as a PNG copy by schema version 1, which did not keep the original file
-IMAGE_KIND_TEXT = {
-    IMAGE_ORIGINAL: "the original file, as it came",
-    IMAGE_PNG: "a lossless PNG of the captured pixels (there was no file)",
-    IMAGE_PNG_V1: "a lossless PNG copy made by an earlier version (the original file was not kept)",
+IMAGE_KIND_TEXT = {  # marked for translators (lesion_desktop.wording): the PDF report says it in the clinic's language
+    IMAGE_ORIGINAL: QT_TRANSLATE_NOOP("Records", "the original file, as it came"),
+    IMAGE_PNG: QT_TRANSLATE_NOOP("Records", "a lossless PNG of the captured pixels (there was no file)"),
+    IMAGE_PNG_V1: QT_TRANSLATE_NOOP("Records", "a lossless PNG copy made by an earlier version (the original file was "
+                                    "not kept)"),
 }
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -269,11 +271,9 @@ class Deletion:
     images: int
 
     def sentence(self) -> str:
-        def n(k: int, word: str) -> str:
-            return f"{k} {word}{'' if k == 1 else 's'}"
-
-        return (f"{n(self.lesions, 'lesion')}, {n(self.examinations, 'examination')} and "
-                f"{n(self.images, 'stored image')}")
+        return Phrase(_DELETION, lesions=Phrase(_LESIONS[self.lesions == 1], n=self.lesions),
+                      examinations=Phrase(_EXAMINATIONS[self.examinations == 1], n=self.examinations),
+                      images=Phrase(_IMAGES[self.images == 1], n=self.images))
 
 
 @dataclass
@@ -363,27 +363,41 @@ class FollowUp:
         return self.earlier.model_version == self.later.model_version
 
     def summary(self) -> str:
-        """The sentence the timeline and the report's comparison page both show."""
+        """The sentence the timeline and the report's comparison page both show (a Wording: they translate it)."""
         e, lt = self.earlier, self.later
         change = self.malignant_change * 100
-        span = f"between {e.created_local()[:10]} and {lt.created_local()[:10]}"
+        values = {"before": f"{e.malignant_probability:.0%}", "after": f"{lt.malignant_probability:.0%}",
+                  "start": e.created_local()[:10], "end": lt.created_local()[:10],
+                  "alert": f"{self.rise_threshold * 100:.0f}", "points": f"{abs(change):.0f}"}
         if self.alert:
-            text = (f"⚠ The malignant classes' combined probability rose by {change:.0f} points "
-                    f"({e.malignant_probability:.0%} → {lt.malignant_probability:.0%}) {span}: more than the "
-                    f"{self.rise_threshold * 100:.0f}-point follow-up alert. Examine the lesion again and consider "
-                    "excision or referral.")
+            first = Phrase(_ROSE_ALERT, **values)
         else:
-            direction = "rose" if change > 0.5 else "fell" if change < -0.5 else "did not change"
-            amount = f" by {abs(change):.0f} points" if direction != "did not change" else ""
-            text = (f"The malignant classes' combined probability {direction}{amount} "
-                    f"({e.malignant_probability:.0%} → {lt.malignant_probability:.0%}) {span}; the follow-up "
-                    f"alert is set at a rise of more than {self.rise_threshold * 100:.0f} points.")
-        text += (" These are the models' outputs, not measurements of the lesion: lighting, angle and image "
-                 "quality change them too.")
-        if not self.same_models:
-            text += (f" The two were classified by different models ({e.model_version}, {lt.model_version}), "
-                     "so part of the change may come from the models.")
-        return text
+            first = Phrase(_ROSE if change > 0.5 else _FELL if change < -0.5 else _SAME, **values)
+        return Joined([first, Phrase(_OUTPUTS), "" if self.same_models else Phrase(
+            _OTHER_MODELS, earlier=e.model_version, later=lt.model_version)])
+
+
+# FollowUp's and Deletion's sentences, marked for translators (lesion_desktop.wording)
+_ROSE_ALERT = QT_TRANSLATE_NOOP("Records", "⚠ The malignant classes' combined probability rose by {points} points "
+                                "({before} → {after}) between {start} and {end}: more than the {alert}-point "
+                                "follow-up alert. Examine the lesion again and consider excision or referral.")
+_ROSE = QT_TRANSLATE_NOOP("Records", "The malignant classes' combined probability rose by {points} points ({before} "
+                          "→ {after}) between {start} and {end}; the follow-up alert is set at a rise of more than "
+                          "{alert} points.")
+_FELL = QT_TRANSLATE_NOOP("Records", "The malignant classes' combined probability fell by {points} points ({before} "
+                          "→ {after}) between {start} and {end}; the follow-up alert is set at a rise of more than "
+                          "{alert} points.")
+_SAME = QT_TRANSLATE_NOOP("Records", "The malignant classes' combined probability did not change ({before} → "
+                          "{after}) between {start} and {end}; the follow-up alert is set at a rise of more than "
+                          "{alert} points.")
+_OUTPUTS = QT_TRANSLATE_NOOP("Records", "These are the models' outputs, not measurements of the lesion: lighting, "
+                             "angle and image quality change them too.")
+_OTHER_MODELS = QT_TRANSLATE_NOOP("Records", "The two were classified by different models ({earlier}, {later}), so "
+                                  "part of the change may come from the models.")
+_DELETION = QT_TRANSLATE_NOOP("Records", "{lesions}, {examinations} and {images}")
+_LESIONS = (QT_TRANSLATE_NOOP("Records", "{n} lesions"), QT_TRANSLATE_NOOP("Records", "{n} lesion"))
+_EXAMINATIONS = (QT_TRANSLATE_NOOP("Records", "{n} examinations"), QT_TRANSLATE_NOOP("Records", "{n} examination"))
+_IMAGES = (QT_TRANSLATE_NOOP("Records", "{n} stored images"), QT_TRANSLATE_NOOP("Records", "{n} stored image"))
 
 
 class RecordStore:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lesion_desktop.paths import config_dir
+from lesion_desktop.wording import QT_TRANSLATE_NOOP
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
 def device_choices() -> list[tuple[str, str]]:
     """(value, label) for every device this machine offers; each GPU is named, as the user knows it."""
-    choices = [("auto", "Automatic (GPU when available)"), ("cpu", "CPU")]
+    choices = [("auto", QT_TRANSLATE_NOOP("Settings", "Automatic (GPU when available)")), ("cpu", "CPU")]
     try:
         import torch
 
@@ -48,50 +49,73 @@ def _meta(label: str, tip: str = "", *, group: str = "General", choices: Any = N
             "step": step, "kind": kind, "decimals": decimals}
 
 
+# Labels, help and groups are marked for translators (lesion_desktop.wording): the settings dialog shows them in
+# the clinic's language, under the context "Settings".
+_MODELS = QT_TRANSLATE_NOOP("Settings", "Models")
+_RESULT = QT_TRANSLATE_NOOP("Settings", "Result")
+_CAMERA = QT_TRANSLATE_NOOP("Settings", "Camera")
+_RECORDS = QT_TRANSLATE_NOOP("Settings", "Records")
+
+
 @dataclass(frozen=True)
 class Settings:
     device: str = field(default="auto", metadata=_meta(
-        "Compute device", "Where the models run. Automatic uses the first GPU when there is one.",
-        group="Models", choices=device_choices))
+        QT_TRANSLATE_NOOP("Settings", "Compute device"),
+        QT_TRANSLATE_NOOP("Settings", "Where the models run. Automatic uses the first GPU when there is one."),
+        group=_MODELS, choices=device_choices))
     models_dir: str = field(default="", metadata=_meta(
-        "Models folder override", "Leave empty to use the installed (or bundled) models. A folder here "
-        "takes precedence over retrained models.", group="Models", kind="directory"))
+        QT_TRANSLATE_NOOP("Settings", "Models folder override"),
+        QT_TRANSLATE_NOOP("Settings", "Leave empty to use the installed (or bundled) models. A folder here takes "
+                          "precedence over retrained models."), group=_MODELS, kind="directory"))
     tta: bool = field(default=False, metadata=_meta(
-        "Test-time augmentation", "Average flipped and rotated views: steadier, about 6x slower.",
-        group="Models"))
+        QT_TRANSLATE_NOOP("Settings", "Test-time augmentation"),
+        QT_TRANSLATE_NOOP("Settings", "Average flipped and rotated views: steadier, about 6x slower."),
+        group=_MODELS))
     warning_threshold: float = field(default=0.30, metadata=_meta(
-        "Malignancy warning threshold", "Show the red warning when melanoma + basal cell carcinoma + "
-        "actinic keratosis together reach this probability, whatever the top label is. Lower catches more "
-        "melanomas and warns on more benign lesions: 'Active models' below shows both rates per threshold when "
-        "the models record them.",
-        group="Result", minimum=0.01, maximum=0.99, step=0.01))
+        QT_TRANSLATE_NOOP("Settings", "Malignancy warning threshold"),
+        QT_TRANSLATE_NOOP("Settings", "Show the red warning when melanoma + basal cell carcinoma + actinic keratosis "
+                          "together reach this probability, whatever the top label is. Lower catches more melanomas "
+                          "and warns on more benign lesions: 'Active models' below shows both rates per threshold "
+                          "when the models record them."),
+        group=_RESULT, minimum=0.01, maximum=0.99, step=0.01))
     show_heatmap: bool = field(default=True, metadata=_meta(
-        "Show the heat-map", "Overlay the regions that drove the chosen class on the network input.",
-        group="Result"))
+        QT_TRANSLATE_NOOP("Settings", "Show the heat-map"),
+        QT_TRANSLATE_NOOP("Settings", "Overlay the regions that drove the chosen class on the network input."),
+        group=_RESULT))
     heatmap_opacity: float = field(default=0.45, metadata=_meta(
-        "Heat-map opacity", "", group="Result", minimum=0.1, maximum=0.9, step=0.05))
+        QT_TRANSLATE_NOOP("Settings", "Heat-map opacity"), "", group=_RESULT, minimum=0.1, maximum=0.9, step=0.05))
     show_preprocessed: bool = field(default=True, metadata=_meta(
-        "Show the network input", "Show the preprocessed image (what the models see) beside the original.",
-        group="Result"))
+        QT_TRANSLATE_NOOP("Settings", "Show the network input"),
+        QT_TRANSLATE_NOOP("Settings", "Show the preprocessed image (what the models see) beside the original."),
+        group=_RESULT))
     camera_index: int = field(default=0, metadata=_meta(
-        "Camera", "Index of the webcam or dermatoscope (0 is the first one).", group="Camera",
+        QT_TRANSLATE_NOOP("Settings", "Camera"),
+        QT_TRANSLATE_NOOP("Settings", "Index of the webcam or dermatoscope (0 is the first one)."), group=_CAMERA,
         minimum=0, maximum=9))
     camera_resolution: tuple[int, int] = field(default=(1280, 720), metadata=_meta(
-        "Camera resolution", "Requested capture size; the camera may choose the nearest it supports.",
-        group="Camera", choices=tuple((r, f"{r[0]} x {r[1]}") for r in RESOLUTIONS)))
+        QT_TRANSLATE_NOOP("Settings", "Camera resolution"),
+        QT_TRANSLATE_NOOP("Settings", "Requested capture size; the camera may choose the nearest it supports."),
+        group=_CAMERA, choices=tuple((r, f"{r[0]} x {r[1]}") for r in RESOLUTIONS)))
     camera_video: str = field(default="", metadata=_meta(
-        "Video file instead of a camera", "For demonstrations: a video file played as if it were the "
-        "camera. Leave empty to use the camera.", group="Camera", kind="file"))
+        QT_TRANSLATE_NOOP("Settings", "Video file instead of a camera"),
+        QT_TRANSLATE_NOOP("Settings", "For demonstrations: a video file played as if it were the camera. Leave empty "
+                          "to use the camera."), group=_CAMERA, kind="file"))
     clinician: str = field(default="", metadata=_meta(
-        "Clinician", "Your name, printed on reports and stored beside your assessments.", group="Records"))
+        QT_TRANSLATE_NOOP("Settings", "Clinician"),
+        QT_TRANSLATE_NOOP("Settings", "Your name, printed on reports and stored beside your assessments."),
+        group=_RECORDS))
     follow_up_alert_points: float = field(default=10.0, metadata=_meta(
-        "Follow-up alert (points)", "A lesion's timeline and its report show a clear note when the malignant "
-        "classes' combined probability rose by more than this many percentage points since the examination "
-        "it is compared with.", group="Records", minimum=1, maximum=50, step=1, decimals=0))
+        QT_TRANSLATE_NOOP("Settings", "Follow-up alert (points)"),
+        QT_TRANSLATE_NOOP("Settings", "A lesion's timeline and its report show a clear note when the malignant "
+                          "classes' combined probability rose by more than this many percentage points since the "
+                          "examination it is compared with."),
+        group=_RECORDS, minimum=1, maximum=50, step=1, decimals=0))
     retention_years: int = field(default=0, metadata=_meta(
-        "Keep examinations for (years)", "0 keeps everything. Otherwise File > Apply retention period deletes "
-        "examinations older than this, with their images, after a confirmation that says how many.",
-        group="Records", minimum=0, maximum=100))
+        QT_TRANSLATE_NOOP("Settings", "Keep examinations for (years)"),
+        QT_TRANSLATE_NOOP("Settings", "0 keeps everything. Otherwise File > Apply retention period deletes "
+                          "examinations older than this, with their images, after a confirmation that says how "
+                          "many."),
+        group=_RECORDS, minimum=0, maximum=100))
 
 
 def settings_path() -> Path:
