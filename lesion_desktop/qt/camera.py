@@ -15,11 +15,12 @@ from typing import Protocol
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal
 
 from lesion_desktop.settings import Settings
 
 log = logging.getLogger(__name__)
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 class FrameSource(Protocol):
@@ -37,7 +38,8 @@ class OpenCVSource:
         self.source = source
         self.resolution = resolution
         self.is_file = isinstance(source, str)
-        self.description = f"video file {Path(source).name}" if isinstance(source, str) else f"camera {source}"
+        self.description = (translate("Camera", "video file {name}").format(name=Path(source).name)
+                            if isinstance(source, str) else translate("Camera", "camera {index}").format(index=source))
         self._cap: cv2.VideoCapture | None = None
 
     def open(self) -> bool:
@@ -123,12 +125,13 @@ class CameraThread(QThread):
             opened = False
         if not opened:
             where = f"{self.source.description}"
-            text = (f"The camera ({where}) is still disconnected; retrying…" if was_lost else
-                    f"No camera found ({where}). Check that it is plugged in and not used by another program, "
-                    "or choose another camera in Settings. Retrying…")
+            text = (translate("Camera", "The camera ({where}) is still disconnected; retrying…") if was_lost else
+                    translate("Camera", "No camera found ({where}). Check that it is plugged in and not used by "
+                              "another program, or choose another camera in Settings. Retrying…")).format(where=where)
             self._set_state("lost" if was_lost else "no_camera", text)
             return False
-        self._set_state("live", "Camera reconnected." if was_lost else f"Camera on: {self.source.description}.")
+        self._set_state("live", translate("Camera", "Camera reconnected.") if was_lost
+                        else translate("Camera", "Camera on: {source}.").format(source=self.source.description))
         return True
 
     def _read(self) -> np.ndarray | None:
@@ -153,8 +156,9 @@ class CameraThread(QThread):
                 if frame is None:
                     failures += 1
                     if failures >= self.max_failures:
-                        self._set_state("lost", f"The camera ({self.source.description}) stopped sending images; "
-                                                "is it unplugged? Trying to reconnect…")
+                        self._set_state("lost", translate("Camera", "The camera ({where}) stopped sending images; is "
+                                                          "it unplugged? Trying to reconnect…").format(
+                            where=self.source.description))
                         self.source.release()
                         opened, was_lost = False, True
                         self._stop.wait(self.retry_s)

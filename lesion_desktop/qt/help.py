@@ -6,7 +6,7 @@ the buttons off-screen.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_desktop.qt.help_text import INSTRUCTIONS, INSTRUCTIONS_TITLE
+
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 def fit_to_screen(dialog: QDialog, width: int, height: int) -> None:
@@ -53,9 +55,9 @@ def _browser(parent: QWidget) -> QTextBrowser:
 class InstructionsDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle(INSTRUCTIONS_TITLE)
+        self.setWindowTitle(translate("Instructions", INSTRUCTIONS_TITLE))
         self.browser = _browser(self)
-        self.browser.setMarkdown(INSTRUCTIONS)
+        self.browser.setMarkdown(translate("Instructions", INSTRUCTIONS))  # the clinic's translation, where it has one
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
         layout = QVBoxLayout(self)
@@ -73,14 +75,14 @@ class AboutDialog(QDialog):
 
     def __init__(self, plain_html: str, technical_html: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("About Lesion Desktop")
+        self.setWindowTitle(translate("Help", "About Lesion Desktop"))
         self.browser = _browser(self)
         self.browser.setHtml(plain_html)
         self.details = _browser(self)
         self.details.setHtml(technical_html)
         self.details.hide()
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        self.details_button = QPushButton("Technical details")
+        self.details_button = QPushButton(translate("Help", "Technical details"))
         self.details_button.setCheckable(True)
         self.details_button.toggled.connect(self._show_details)
         buttons.addButton(self.details_button, QDialogButtonBox.ButtonRole.ActionRole)
@@ -93,7 +95,8 @@ class AboutDialog(QDialog):
 
     def _show_details(self, on: bool) -> None:
         self.details.setVisible(on)
-        self.details_button.setText("Hide technical details" if on else "Technical details")
+        self.details_button.setText(translate("Help", "Hide technical details") if on
+                                    else translate("Help", "Technical details"))
         fit_to_screen(self, 760 if on else 640, 720 if on else 480)
 
     def text(self) -> str:

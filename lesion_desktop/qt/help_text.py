@@ -7,10 +7,12 @@ docs/model-card.md); the About box gives the figures of whichever models are in 
 
 from __future__ import annotations
 
-INSTRUCTIONS_TITLE = "Lesion Desktop: instructions for use"
+from PySide6.QtCore import QT_TRANSLATE_NOOP
 
-INSTRUCTIONS = """\
-# Lesion Desktop: instructions for use
+# Marked for translators as one text (context "Instructions"); InstructionsDialog shows the translation.
+INSTRUCTIONS_TITLE = QT_TRANSLATE_NOOP("Instructions", "Lesion Desktop: instructions for use")
+
+INSTRUCTIONS = QT_TRANSLATE_NOOP("Instructions", """# Lesion Desktop: instructions for use
 
 **Decision support only, not a diagnosis. A clinician makes the diagnosis.** Lesion Desktop gives a second
 look at a dermoscopy image. It never replaces examining the patient, the history, comparison over time, or
@@ -115,4 +117,4 @@ Images, results and the history stay on this computer. The program makes no netw
   away).
 - docs/model-card.md, shipped with the source: the models' data, figures by age, sex and body site, and known
   failure modes.
-"""
+""")

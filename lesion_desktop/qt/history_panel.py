@@ -9,7 +9,7 @@ in the worker when one is reopened.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -24,12 +24,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lesion_desktop.qt.translations import tr_core
 from lesion_desktop.records import Record, RecordStore
 
 KEY_ROLE = Qt.ItemDataRole.UserRole  # "kind:id", one value per item (fewer calls into Qt per row)
 UNFILED, PATIENT, LESION, EXAM, MORE = "unfiled", "patient", "lesion", "exam", "more"
 UNFILED_SHOWN = 100  # quick examinations listed at first; "show more" lists five times as many
 ICON_CACHE = 5000  # decoded thumbnails kept
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 def kind_of(item: QTreeWidgetItem) -> str:
@@ -42,14 +44,15 @@ def id_of(item: QTreeWidgetItem) -> int:
 
 def exam_text(r: Record) -> str:
     """Four short lines, for a narrow dock: date, top class, malignant sum (and histology), file name."""
-    extra = f" · histology {r.histopathology}" if r.histopathology else ""
+    extra = translate("History", " · histology {code}").format(code=r.histopathology) if r.histopathology else ""
     scope = r.details.get("scope") if isinstance(r.details, dict) else None
     if isinstance(scope, dict) and scope.get("in_scope") is False and not r.details.get("shown_anyway"):
         # the window shows no diagnosis for an image the models cannot judge: neither does its history row
-        return f"{r.created_local()}\nnot a dermoscopy image\nno diagnosis{extra}\n{r.source_name}"
+        return "\n".join((r.created_local(), translate("History", "not a dermoscopy image"),
+                          translate("History", "no diagnosis") + extra, r.source_name))
     short = r.top_name.split(" (")[0].split(" /")[0]
-    return (f"{r.created_local()}\n{r.probabilities.max():.0%} {short}\n"
-            f"malignant {r.malignant_probability:.0%}{extra}\n{r.source_name}")
+    return "\n".join((r.created_local(), f"{r.probabilities.max():.0%} {short}", translate(
+        "History", "malignant {p}").format(p=f"{r.malignant_probability:.0%}") + extra, r.source_name))
 
 
 class HistoryPanel(QDockWidget):
@@ -62,7 +65,7 @@ class HistoryPanel(QDockWidget):
     edit_requested = Signal(int)  # examination id: the clinician's assessment, the histopathology
 
     def __init__(self, store: RecordStore, parent: QWidget | None = None) -> None:
-        super().__init__("History", parent)
+        super().__init__(translate("History", "History"), parent)
         self.setObjectName("historyDock")  # needed for saveState/restoreState
         self.store = store
         self._unfiled_limit = UNFILED_SHOWN
@@ -70,7 +73,7 @@ class HistoryPanel(QDockWidget):
         self._patient_items: dict[int, QTreeWidgetItem] = {}
         self._expanded: set[int] = set()  # patients open in the tree, kept open across refreshes
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search patient ID or name")
+        self.search.setPlaceholderText(translate("History", "Search patient ID or name"))
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda _t: self.refresh())
         self.tree = QTreeWidget()
@@ -87,20 +90,21 @@ class HistoryPanel(QDockWidget):
         self.tree.currentItemChanged.connect(lambda *_: self._update_buttons())
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
-        self.open_button = QPushButton("Open")
+        self.open_button = QPushButton(translate("History", "Open"))
         self.open_button.clicked.connect(lambda: self._emit_exam(self.open_requested))
-        self.timeline_button = QPushButton("Timeline")
-        self.timeline_button.setToolTip("Compare this lesion's examinations side by side")
+        self.timeline_button = QPushButton(translate("History", "Timeline"))
+        self.timeline_button.setToolTip(translate("History", "Compare this lesion's examinations side by side"))
         self.timeline_button.clicked.connect(self._timeline_current)
-        self.file_button = QPushButton("File…")
-        self.file_button.setToolTip("File this examination under a patient and lesion (or move it)")
+        self.file_button = QPushButton(translate("History", "File…"))
+        self.file_button.setToolTip(translate("History", "File this examination under a patient and lesion (or move "
+                                              "it)"))
         self.file_button.clicked.connect(lambda: self._emit_exam(self.file_requested))
-        self.edit_button = QPushButton("Assess…")
-        self.edit_button.setToolTip("Your assessment and notes; the histopathology when it comes")
+        self.edit_button = QPushButton(translate("History", "Assess…"))
+        self.edit_button.setToolTip(translate("History", "Your assessment and notes; the histopathology when it comes"))
         self.edit_button.clicked.connect(lambda: self._emit_exam(self.edit_requested))
-        self.export_button = QPushButton("Export PDF…")
+        self.export_button = QPushButton(translate("History", "Export PDF…"))
         self.export_button.clicked.connect(lambda: self._emit_exam(self.export_requested))
-        self.delete_button = QPushButton("Delete…")
+        self.delete_button = QPushButton(translate("History", "Delete…"))
         self.delete_button.clicked.connect(self.delete_current)
         buttons = QGridLayout()
         for i, b in enumerate((self.open_button, self.timeline_button, self.file_button, self.edit_button,
@@ -138,7 +142,8 @@ class HistoryPanel(QDockWidget):
         assert r.id is not None
         item = self._item(EXAM, r.id, exam_text(r))
         item.setIcon(0, self._icon(r))
-        item.setToolTip(0, f"#{r.id} {r.source_name}\nModels: {r.model_version}")
+        item.setToolTip(0, f"#{r.id} {r.source_name}\n" + translate("History", "Models: {version}").format(
+            version=r.model_version))
         return item
 
     def refresh(self, select_id: int | None = None) -> None:
@@ -152,29 +157,33 @@ class HistoryPanel(QDockWidget):
             query = self.search.text().strip()
             if not query:
                 unfiled = self.store.unfiled(self._unfiled_limit + 1)
-                group = self._item(UNFILED, 0, "Quick examinations")
-                group.setToolTip(0, "Not filed under a patient yet: select one and press File… to file it")
+                group = self._item(UNFILED, 0, translate("History", "Quick examinations"))
+                group.setToolTip(0, translate("History", "Not filed under a patient yet: select one and press File… to "
+                                              "file it"))
                 self.tree.addTopLevelItem(group)
                 for r in unfiled[: self._unfiled_limit]:
                     group.addChild(self._exam_item(r))
                 if len(unfiled) > self._unfiled_limit:
-                    group.addChild(self._item(MORE, 0, "Show older quick examinations…"))
+                    group.addChild(self._item(MORE, 0, translate("History", "Show older quick examinations…")))
                 more = "+" if len(unfiled) > self._unfiled_limit else ""
-                group.setText(0, f"Quick examinations ({min(len(unfiled), self._unfiled_limit)}{more})")
+                group.setText(0, translate("History", "Quick examinations ({count})").format(
+                    count=f"{min(len(unfiled), self._unfiled_limit)}{more}"))
                 group.setExpanded(bool(unfiled))
             patients = self.store.patients(query)
             items = []
             for s in patients:
                 p = s.patient
                 last = f" · {s.last_examination[:10]}" if s.last_examination else ""
-                item = self._item(PATIENT, p.id, f"{p.title()}\n{s.lesions} lesion(s) · {s.examinations} "
-                                                 f"exam(s){last}")
+                item = self._item(PATIENT, p.id, f"{p.title()}\n" + translate(
+                    "History", "{lesions} lesion(s) · {exams} exam(s)").format(lesions=s.lesions,
+                                                                               exams=s.examinations) + last)
                 item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
                 items.append(item)
                 self._patient_items[p.id] = item
             self.tree.addTopLevelItems(items)
             if query and not patients:
-                self.tree.addTopLevelItem(self._item(MORE, -1, f"No patient ID or name contains '{query}'."))
+                self.tree.addTopLevelItem(self._item(MORE, -1, translate(
+                    "History", "No patient ID or name contains '{query}'.").format(query=query)))
             for pid in expanded & self._patient_items.keys():
                 self._patient_items[pid].setExpanded(True)
         finally:
@@ -205,7 +214,8 @@ class HistoryPanel(QDockWidget):
                 exams.setdefault(r.lesion_id, []).append(r)
         for s in self.store.lesions(pid):
             les = self._item(LESION, s.lesion.id, f"{s.lesion.title()} ({s.examinations})")
-            les.setToolTip(0, f"{s.lesion.title()}: {s.examinations} examination(s); Timeline compares them")
+            les.setToolTip(0, translate("History", "{lesion}: {exams} examination(s); Timeline compares them").format(
+                lesion=s.lesion.title(), exams=s.examinations))
             item.addChild(les)
             for r in reversed(exams.get(s.lesion.id, [])):  # newest first
                 les.addChild(self._exam_item(r))
@@ -318,26 +328,28 @@ class HistoryPanel(QDockWidget):
             rec = self.store.get(ident, full=False)
             if rec is None:
                 return False
-            text = (f"Delete the examination of {rec.created_local()} ({rec.source_name})"
-                    + (f", filed under {rec.filed_under()}," if rec.filed_under() else "")
-                    + " and its stored image? This cannot be undone.")
+            text = (translate("History", "Delete the examination of {date} ({name}), filed under {filed}, and its "
+                              "stored image? This cannot be undone.") if rec.filed_under() else translate(
+                "History", "Delete the examination of {date} ({name}) and its stored image? This cannot be undone.")
+                    ).format(date=rec.created_local(), name=rec.source_name, filed=rec.filed_under())
         elif kind == PATIENT:
             patient = self.store.get_patient(ident)
             if patient is None:
                 return False
             what = self.store.patient_deletion(ident)
-            text = (f"Delete patient {patient.clinic_id}{f' ({patient.name})' if patient.name else ''} with "
-                    f"{what.sentence()}? This cannot be undone.")
+            text = translate("History", "Delete patient {patient} with {what}? This cannot be undone.").format(
+                patient=patient.clinic_id + (f" ({patient.name})" if patient.name else ""),
+                what=tr_core(what.sentence()))
         elif kind == LESION:
             lesion = self.store.get_lesion(ident)
             if lesion is None:
                 return False
             n = len(self.store.examinations_of(ident))
-            text = (f"Delete the lesion '{lesion.title()}' with its {n} examination(s) and their stored images? "
-                    "This cannot be undone.")
+            text = translate("History", "Delete the lesion '{lesion}' with its {n} examination(s) and their stored "
+                             "images? This cannot be undone.").format(lesion=lesion.title(), n=n)
         else:
             return False
-        answer = QMessageBox.question(self, "Delete from the records", text)
+        answer = QMessageBox.question(self, translate("History", "Delete from the records"), text)
         if answer != QMessageBox.StandardButton.Yes:
             return False
         if kind == EXAM:

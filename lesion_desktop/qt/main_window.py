@@ -55,7 +55,7 @@ from lesion_desktop.classes import CLASS_CODES, CLASSES, MALIGNANT_INDICES
 from lesion_desktop.edition import is_lite
 from lesion_desktop.imageio import BLUR_THRESHOLD, IMAGE_SUFFIXES, quality_check
 from lesion_desktop.paths import active_models_dir, config_dir, model_store_dir
-from lesion_desktop.qt.about import DISCLAIMER, device_text
+from lesion_desktop.qt.about import device_text, disclaimer
 from lesion_desktop.qt.actions import build_actions, build_menus
 from lesion_desktop.qt.camera import CameraThread, SourceFactory, default_source
 from lesion_desktop.qt.history_panel import HistoryPanel
@@ -64,6 +64,7 @@ from lesion_desktop.qt.patient_bar import RecordsController, open_history
 from lesion_desktop.qt.report_pdf import write_report
 from lesion_desktop.qt.result_panel import ResultPanel
 from lesion_desktop.qt.settings_dialog import SettingsDialog
+from lesion_desktop.qt.translations import tr_core
 from lesion_desktop.qt.widgets import HeatmapBar, ImageView, MessageBar, ViewGrid, class_label
 from lesion_desktop.qt.window_dialogs import WindowDialogs
 from lesion_desktop.qt.workers import Worker, WorkerRunner
@@ -93,7 +94,7 @@ class MainWindow(QMainWindow):
                  store: RecordStore | None = None, camera_retry_s: float = 1.0,
                  models_dir_override: Path | None = None) -> None:
         super().__init__()
-        self.setWindowTitle("Lesion Desktop")
+        self.setWindowTitle(self.tr("Lesion Desktop"))
         self.settings = settings if settings is not None else load_settings()
         self.store = store or open_history()  # refuses a newer history
         self.model_store = ModelStore(model_store_dir())
@@ -155,7 +156,7 @@ class MainWindow(QMainWindow):
         if is_lite():  # retraining needs PyTorch: the full edition's (heat-maps come from the graphs)
             a.retrain.setVisible(False)
 
-        self.disclaimer = QLabel(DISCLAIMER)
+        self.disclaimer = QLabel(disclaimer())
         self.disclaimer.setObjectName("disclaimer")
         self.disclaimer.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.disclaimer.setWordWrap(True)
@@ -236,7 +237,7 @@ class MainWindow(QMainWindow):
             save_settings(new)
         except OSError as e:
             log.exception("Saving settings failed")
-            self.show_error(f"Could not save the settings: {e}")
+            self.show_error(self.tr("Could not save the settings: {error}").format(error=e))
             return False
         self.settings = new
         return True
@@ -274,7 +275,7 @@ class MainWindow(QMainWindow):
 
     def reload_engine(self) -> None:
         s = self.settings
-        self.model_label.setText("Loading models…")
+        self.model_label.setText(self.tr("Loading models…"))
         self.device_label.setText("")
         worker = Worker(load_models, self.holder, self.chosen_models_dir(), s.device, s.tta, name="load models")
         self._show_idle_status(self.tr("Loading the models…"))
@@ -300,7 +301,8 @@ class MainWindow(QMainWindow):
         notes = [*self.holder.notes, *([engine.device_note] if engine.device_note else [])]
         if notes:
             self.message_bar.show_message(" ".join(notes), "warning")
-        self.statusBar().showMessage(f"Models {engine.version} ready on {device_text(engine)}.", 5000)
+        self.statusBar().showMessage(self.tr("Models {version} ready on {device}.").format(
+            version=engine.version, device=device_text(engine)), 5000)
         self.engine_changed.emit()
 
     def _on_engine_failed(self, message: str) -> None:
@@ -312,8 +314,9 @@ class MainWindow(QMainWindow):
 
     def _update_status_labels(self) -> None:
         e = self.engine
-        self.device_label.setText(f"Device: {device_text(e)}")
-        self.model_label.setText(f"Models: {e.version}" if e is not None else "Models: none loaded")
+        self.device_label.setText(self.tr("Device: {device}").format(device=device_text(e)))
+        self.model_label.setText(self.tr("Models: {version}").format(version=e.version) if e is not None
+                                 else self.tr("Models: none loaded"))
         note = unvalidated_note(e.ensemble.path if e is not None else None)
         self.unvalidated_banner.setText(note)
         self.unvalidated_banner.setVisible(bool(note))
@@ -355,7 +358,7 @@ class MainWindow(QMainWindow):
 
     def show_error(self, message: str) -> None:
         self.message_bar.show_message(message, "error")
-        self.statusBar().showMessage(message.splitlines()[0] if message else "Error", 10000)
+        self.statusBar().showMessage(message.splitlines()[0] if message else self.tr("Error"), 10000)
         self.failed.emit(message)
 
     # ---- input --------------------------------------------------------------------------------------
@@ -382,8 +385,8 @@ class MainWindow(QMainWindow):
 
     def open_dialog(self) -> None:
         patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", str(Path.home()),
-                                              f"Images ({patterns});;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, self.tr("Open image"), str(Path.home()),
+                                              self.tr("Images ({patterns});;All files (*)").format(patterns=patterns))
         if path:
             self.open_path(Path(path))
 
@@ -398,10 +401,12 @@ class MainWindow(QMainWindow):
             data = mime.imageData()
             image = data.toImage() if isinstance(data, QPixmap) else QImage(data)
             if not image.isNull():
-                self.classify(qimage_to_rgb(image), f"Pasted image {_dt.datetime.now():%H:%M:%S}")
+                self.classify(qimage_to_rgb(image), self.tr("Pasted image {time}").format(
+                    time=f"{_dt.datetime.now():%H:%M:%S}"))
                 return True
         if urls:
-            self.show_error("Only files on this computer can be opened; this program never downloads anything.")
+            self.show_error(self.tr("Only files on this computer can be opened; this program never downloads "
+                                    "anything."))
             return False
         text = mime.text().strip() if mime.hasText() else ""
         if text and "\n" not in text and Path(text).is_file():
@@ -412,7 +417,7 @@ class MainWindow(QMainWindow):
     def paste(self) -> None:
         mime = QGuiApplication.clipboard().mimeData()
         if mime is None or not self.open_mime(mime):
-            self.message_bar.show_message("The clipboard holds no image or image file.", "warning")
+            self.message_bar.show_message(self.tr("The clipboard holds no image or image file."), "warning")
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
         if event.mimeData().hasUrls() or event.mimeData().hasImage():
@@ -476,7 +481,7 @@ class MainWindow(QMainWindow):
             status = self.tr("{name}: not analysed (out of scope)").format(name=rec.source_name)
         else:
             status = (f"{rec.source_name}: {class_label(CLASSES[rec.top_index])} {rec.probabilities.max():.0%}"
-                      + ("" if self.assessment.reassures else f" · {self.assessment.headline}"))
+                      + ("" if self.assessment.reassures else f" · {tr_core(self.assessment.headline)}"))
         self.statusBar().showMessage(status, 10000)
         self.result_shown.emit(analysis)
 
@@ -563,11 +568,11 @@ class MainWindow(QMainWindow):
     def export_pdf(self, path: Path | None = None) -> Path | None:
         a = self.current
         if a is None:
-            self.message_bar.show_message("There is no result to export yet.", "warning")
+            self.message_bar.show_message(self.tr("There is no result to export yet."), "warning")
             return None
         if path is None:
             default = Path.home() / f"lesion-report-{Path(a.record.source_name).stem}.pdf"
-            chosen, _ = QFileDialog.getSaveFileName(self, "Export PDF report", str(default), "PDF (*.pdf)")
+            chosen, _ = QFileDialog.getSaveFileName(self, self.tr("Export PDF report"), str(default), "PDF (*.pdf)")
             if not chosen:
                 return None
             path = Path(chosen)
@@ -579,9 +584,9 @@ class MainWindow(QMainWindow):
                          store=self.store, rise_points=self.settings.follow_up_alert_points)
         except OSError as e:
             log.exception("PDF export failed")
-            self.show_error(f"Could not write the report {path}: {e}")
+            self.show_error(self.tr("Could not write the report {path}: {error}").format(path=path, error=e))
             return None
-        self.statusBar().showMessage(f"Report saved: {path}", 10000)
+        self.statusBar().showMessage(self.tr("Report saved: {path}").format(path=path), 10000)
         return path
 
     # ---- camera -------------------------------------------------------------------------------------
@@ -647,7 +652,8 @@ class MainWindow(QMainWindow):
         if self.live_frame is None:
             self._camera_says(self.tr("No camera image yet; wait for the preview."), "warning")
             return
-        self.classify(self.live_frame.copy(), f"Camera capture {_dt.datetime.now():%Y-%m-%d %H:%M:%S}")
+        self.classify(self.live_frame.copy(), self.tr("Camera capture {time}").format(
+            time=f"{_dt.datetime.now():%Y-%m-%d %H:%M:%S}"))
 
     # ---- shutdown -----------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QApplication,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QMessageBox,
     QProgressDialog,
     QPushButton,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from lesion_desktop.qt.main_window import MainWindow
 
 log = logging.getLogger(__name__)
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 _FILED_FIELDS = ("lesion_id", "patient_id", "patient_clinic_id", "patient_name", "body_site", "lesion_label",
                  "clinician", "assessment", "notes", "histopathology", "histopathology_note", "histopathology_date")
 
@@ -50,7 +52,7 @@ def open_history(root: Path | None = None) -> RecordStore:
         return RecordStore(root)
     except HistoryError as e:
         log.error("History refused: %s", e)
-        QMessageBox.critical(None, "Lesion Desktop cannot open the history", str(e))
+        QMessageBox.critical(None, translate("Records", "Lesion Desktop cannot open the history"), str(e))
         raise SystemExit(2) from e
 
 
@@ -67,16 +69,18 @@ class FilingBar(QFrame):
         self.setStyleSheet("QFrame#filingBar {background:#eef3f8; border:1px solid #c9d6e3; border-radius:4px;}")
         self.target_label = QLabel()
         self.target_label.setWordWrap(True)
-        self.choose_button = QPushButton("Choose patient…")
-        self.choose_button.setToolTip("File the next examinations under a patient and lesion")
-        self.stop_button = QPushButton("Quick examinations")
-        self.stop_button.setToolTip("Stop filing: the next examinations are not filed under a patient")
+        self.choose_button = QPushButton(translate("Records", "Choose patient…"))
+        self.choose_button.setToolTip(translate("Records", "File the next examinations under a patient and lesion"))
+        self.stop_button = QPushButton(translate("Records", "Quick examinations"))
+        self.stop_button.setToolTip(translate("Records", "Stop filing: the next examinations are not filed under a "
+                                              "patient"))
         self.current_label = QLabel()
         self.current_label.setWordWrap(True)
-        self.file_button = QPushButton("File this examination…")
-        self.assess_button = QPushButton("Assess…")
-        self.assess_button.setToolTip("Your assessment and notes; the histopathology when it comes")
-        self.timeline_button = QPushButton("Timeline")
+        self.file_button = QPushButton(translate("Records", "File this examination…"))
+        self.assess_button = QPushButton(translate("Records", "Assess…"))
+        self.assess_button.setToolTip(translate("Records", "Your assessment and notes; the histopathology when it "
+                                                "comes"))
+        self.timeline_button = QPushButton(translate("Records", "Timeline"))
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 3, 6, 3)
         lay.addWidget(self.target_label, 2)
@@ -117,15 +121,16 @@ class RecordsController(QObject):
     # ---- the File menu --------------------------------------------------------------------------------
     def _add_file_menu_actions(self) -> None:
         w = self.w
-        self.export_action = QAction("Export &records…", w)
-        self.export_action.setToolTip("records.csv, the original images, one PDF per examination and the "
-                                      "histopathology-confirmed training set, into a folder")
+        self.export_action = QAction(translate("Records", "Export &records…"), w)
+        self.export_action.setToolTip(translate("Records", "records.csv, the original images, one PDF per "
+                                                "examination and the histopathology-confirmed training set, into "
+                                                "a folder"))
         self.export_action.triggered.connect(lambda: self.export_all())
-        self.backup_action = QAction("&Back up the history…", w)
+        self.backup_action = QAction(translate("Records", "&Back up the history…"), w)
         self.backup_action.triggered.connect(lambda: self.backup())
-        self.retention_action = QAction("Apply the &retention period…", w)
+        self.retention_action = QAction(translate("Records", "Apply the &retention period…"), w)
         self.retention_action.triggered.connect(lambda: self.apply_retention())
-        file_menu = next((a.menu() for a in w.menuBar().actions() if a.text().replace("&", "") == "File"), None)
+        file_menu = w.menuBar().findChild(QMenu, "fileMenu")  # by name: its title may be translated
         quit_action = w.actions_.quit
         if file_menu is not None:
             file_menu.insertActions(quit_action, [self.export_action, self.backup_action, self.retention_action])
@@ -138,35 +143,41 @@ class RecordsController(QObject):
 
     def target_text(self) -> str:
         if self.target_lesion is None:
-            return "New examinations: quick (not filed under a patient; you can file them later)."
+            return translate("Records", "New examinations: quick (not filed under a patient; you can file them "
+                             "later).")
         lesion = self.store.get_lesion(self.target_lesion)
         patient = self.store.get_patient(lesion.patient_id) if lesion else None
         if lesion is None or patient is None:
             self.target_lesion = None
             return self.target_text()
-        return f"New examinations are filed under <b>{patient.title()}</b>, {lesion.title()}."
+        return translate("Records", "New examinations are filed under <b>{patient}</b>, {lesion}.").format(
+            patient=patient.title(), lesion=lesion.title())
 
     def update_bar(self) -> None:
         b = self.bar
         b.target_label.setText(self.target_text())
         b.stop_button.setVisible(self.target_lesion is not None)
-        b.choose_button.setText("Change…" if self.target_lesion is not None else "Choose patient…")
+        b.choose_button.setText(translate("Records", "Change…") if self.target_lesion is not None
+                                else translate("Records", "Choose patient…"))
         rec = self._current_record()
         saved = rec is not None and rec.id is not None
         if rec is None:
             b.current_label.setText("")
         elif not saved:
-            b.current_label.setText("This result could not be saved, so it cannot be filed.")
+            b.current_label.setText(translate("Records", "This result could not be saved, so it cannot be filed."))
         elif rec.lesion_id is None:
-            b.current_label.setText("This examination is not filed under a patient.")
+            b.current_label.setText(translate("Records", "This examination is not filed under a patient."))
         else:
-            b.current_label.setText(f"This examination: {rec.filed_under()}.")
+            b.current_label.setText(translate("Records", "This examination: {filed}.").format(
+                filed=rec.filed_under()))
         same = rec.details.get("same_image_as") if rec is not None else None
         if isinstance(same, list) and same:  # the same file opened again: say so, it is not a new image
-            b.current_label.setText(b.current_label.text() + " The same image file was examined before (#"
-                                    + ", #".join(str(i) for i in same) + ").")
+            b.current_label.setText(b.current_label.text() + " " + translate(
+                "Records", "The same image file was examined before ({ids}).").format(
+                ids=", ".join(f"#{i}" for i in same)))
         b.file_button.setVisible(saved)
-        b.file_button.setText("File this examination…" if rec is None or rec.lesion_id is None else "Move…")
+        b.file_button.setText(translate("Records", "File this examination…") if rec is None or rec.lesion_id is None
+                              else translate("Records", "Move…"))
         b.assess_button.setVisible(saved)
         b.timeline_button.setVisible(saved and rec is not None and rec.lesion_id is not None)
 
@@ -187,9 +198,10 @@ class RecordsController(QObject):
     def choose_target(self) -> int | None:
         """Before the capture: which patient and lesion the next examinations belong to."""
         lesion = self.store.get_lesion(self.target_lesion) if self.target_lesion is not None else None
-        dlg = PatientDialog(self.store, self.w, "Choose the patient and lesion for the next examinations",
+        dlg = PatientDialog(self.store, self.w, translate("Records", "Choose the patient and lesion for the next "
+                                                          "examinations"),
                             patient_id=lesion.patient_id if lesion else None, lesion_id=self.target_lesion)
-        dlg.ok_button.setText("File the next examinations here")
+        dlg.ok_button.setText(translate("Records", "File the next examinations here"))
         if dlg.exec() != QDialog.DialogCode.Accepted:
             return None
         self.set_target(dlg.lesion_id)
@@ -208,7 +220,8 @@ class RecordsController(QObject):
             if self.target_lesion is not None:
                 self.store.assign(rec.id, self.target_lesion)
         except (HistoryError, OSError) as e:
-            self.w.show_error(f"The examination was saved but could not be filed: {e}")
+            self.w.show_error(translate("Records", "The examination was saved but could not be filed: {error}").format(
+                error=e))
         self._refresh_record(rec)
 
     def _refresh_record(self, rec: Record) -> None:
@@ -232,7 +245,8 @@ class RecordsController(QObject):
         rec = self.store.get(record_id, full=False)
         if rec is None:
             return False
-        dlg = PatientDialog(self.store, self.w, f"File the examination of {rec.created_local()}",
+        dlg = PatientDialog(self.store, self.w, translate("Records", "File the examination of {date}").format(
+                            date=rec.created_local()),
                             patient_id=rec.patient_id, lesion_id=rec.lesion_id)
         if dlg.exec() != QDialog.DialogCode.Accepted or dlg.lesion_id is None:
             return False
@@ -279,32 +293,35 @@ class RecordsController(QObject):
         later = self.store.get(later_id)
         earlier = self.store.get(earlier_id)
         if later is None or earlier is None:
-            self.w.show_error("One of the two examinations no longer exists.")
+            self.w.show_error(translate("Records", "One of the two examinations no longer exists."))
             return None
         if path is None:
             default = Path.home() / f"lesion-report-{later.patient_clinic_id or 'exam'}-{later.created[:10]}.pdf"
-            chosen, _ = QFileDialog.getSaveFileName(self.w, "Report with comparison", str(default), "PDF (*.pdf)")
+            chosen, _ = QFileDialog.getSaveFileName(self.w, translate("Records", "Report with comparison"),
+                                                    str(default), "PDF (*.pdf)")
             if not chosen:
                 return None
             path = Path(chosen)
         try:
             write_record_report(path, self.store, later, compare_with=earlier, **self._report_kwargs(later))
         except (OSError, LesionError) as e:
-            self.w.show_error(f"Could not write the report {path}: {e}")
+            self.w.show_error(translate("Records", "Could not write the report {path}: {error}").format(path=path,
+                                                                                                       error=e))
             return None
-        self.w.statusBar().showMessage(f"Report saved: {path}", 10000)
+        self.w.statusBar().showMessage(translate("Records", "Report saved: {path}").format(path=path), 10000)
         return path
 
     # ---- export, backup, retention --------------------------------------------------------------------
     def export_all(self, folder: Path | None = None, patient: str | None = None) -> Path | None:
         """File > Export records: the command line's export, plus one PDF per examination (Qt draws them)."""
         if folder is None:
-            chosen = QFileDialog.getExistingDirectory(self.w, "Export the records into an empty folder",
-                                                      str(Path.home()))
+            chosen = QFileDialog.getExistingDirectory(self.w, translate("Records", "Export the records into an empty "
+                                                                        "folder"), str(Path.home()))
             if not chosen:
                 return None
             folder = Path(chosen)
-        dialog = QProgressDialog("Exporting the records…", "Cancel", 0, 1000, self.w)
+        dialog = QProgressDialog(translate("Records", "Exporting the records…"), translate("Records", "Cancel"), 0,
+                                 1000, self.w)
         dialog.setWindowModality(Qt.WindowModality.WindowModal)
         dialog.setMinimumDuration(300)
 
@@ -327,11 +344,11 @@ class RecordsController(QObject):
             summary = export_records(self.store, folder, patient=patient, threshold=s.warning_threshold,
                                      report_writer=writer, progress=_Progress())
         except CancelledError:
-            self.w.message_bar.show_message(f"Export cancelled; {folder} holds a partial export (no records.csv).",
-                                            "warning")
+            self.w.message_bar.show_message(translate("Records", "Export cancelled; {folder} holds a partial export "
+                                                      "(no records.csv).").format(folder=folder), "warning")
             return None
         except (LesionError, OSError) as e:
-            self.w.show_error(f"Could not export the records: {e}")
+            self.w.show_error(translate("Records", "Could not export the records: {error}").format(error=e))
             return None
         finally:
             dialog.close()
@@ -341,20 +358,22 @@ class RecordsController(QObject):
     def backup(self, destination: Path | None = None) -> None:
         """File > Back up the history: SQLite's online backup while the program runs, then the images."""
         if destination is None:
-            chosen = QFileDialog.getExistingDirectory(self.w, "Back up the history into a folder", str(Path.home()))
+            chosen = QFileDialog.getExistingDirectory(self.w, translate("Records", "Back up the history into a folder"),
+                                                      str(Path.home()))
             if not chosen:
                 return
             destination = Path(chosen)
-        self.w.statusBar().showMessage("Backing up the history…")
+        self.w.statusBar().showMessage(translate("Records", "Backing up the history…"))
 
         def done(folder: Path) -> None:
             missing = (folder / "MISSING-IMAGES.txt").exists()
-            self.w.message_bar.show_message(
-                f"History backed up to {folder}." + (" Some image files were missing: see MISSING-IMAGES.txt there."
-                                                     if missing else ""), "warning" if missing else "info")
+            text = translate("Records", "History backed up to {folder}.").format(folder=folder)
+            if missing:
+                text += " " + translate("Records", "Some image files were missing: see MISSING-IMAGES.txt there.")
+            self.w.message_bar.show_message(text, "warning" if missing else "info")
 
         def failed(message: str) -> None:
-            self.w.show_error(f"The backup failed: {message}")
+            self.w.show_error(translate("Records", "The backup failed: {error}").format(error=message))
 
         self.w._start(Worker(backup_job, self.store, destination, name="back up history"), done, failed)
 
@@ -363,28 +382,32 @@ class RecordsController(QObject):
         years = self.w.settings.retention_years
         if years <= 0:
             if ask:
-                QMessageBox.information(self.w, "Retention period",
-                                        "The retention period is 0: every examination is kept. Set one in "
-                                        "Settings (Records) to delete old examinations.")
+                QMessageBox.information(self.w, translate("Records", "Retention period"),
+                                        translate("Records", "The retention period is 0: every examination is kept. "
+                                                  "Set one in Settings (Records) to delete old examinations."))
             return 0
         cutoff = RecordStore.retention_cutoff(years)
         n = self.store.count_before(cutoff)
         if n == 0:
             if ask:
-                QMessageBox.information(self.w, "Retention period",
-                                        f"No examination is older than {years} years (before {cutoff}).")
+                QMessageBox.information(self.w, translate("Records", "Retention period"),
+                                        translate("Records", "No examination is older than {years} years (before "
+                                                  "{cutoff}).").format(years=years, cutoff=cutoff))
             return 0
-        what = f"{n} examinations made before {cutoff} are" if n != 1 else f"1 examination made before {cutoff} is"
-        answer = QMessageBox.question(
-            self.w, "Retention period",
-            f"{what} older than the retention period of {years} years. Delete {'them' if n != 1 else 'it'} with "
-            "the stored images (and lesions and patients left with no examination)? This cannot be undone.")
+        question = translate("Records", "1 examination made before {cutoff} is older than the retention period of "
+                             "{years} years. Delete it with the stored images (and lesions and patients left with no "
+                             "examination)? This cannot be undone.") if n == 1 else translate(
+            "Records", "{n} examinations made before {cutoff} are older than the retention period of {years} years. "
+            "Delete them with the stored images (and lesions and patients left with no examination)? This cannot be "
+            "undone.")
+        answer = QMessageBox.question(self.w, translate("Records", "Retention period"),
+                                      question.format(n=n, cutoff=cutoff, years=years))
         if answer != QMessageBox.StandardButton.Yes:
             return 0
         gone = self.store.delete_before(cutoff)
         self.w.history.refresh()
-        self.w.message_bar.show_message(f"Deleted {gone.examinations} examinations older than {years} years.",
-                                        "info")
+        self.w.message_bar.show_message(translate("Records", "Deleted {n} examinations older than {years} years.")
+                                        .format(n=gone.examinations, years=years), "info")
         return gone.examinations
 
     def offer_retention(self) -> None:

@@ -6,11 +6,29 @@ combo box beside it. The drawing is in a 100 x 100 unit box per view, scaled to 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from lesion_desktop.records import BODY_SITES
+
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
+# HAM10000's site names, as stored; shown in the clinic's language
+_SITE_NAMES = (QT_TRANSLATE_NOOP("BodySite", "scalp"), QT_TRANSLATE_NOOP("BodySite", "face"),
+               QT_TRANSLATE_NOOP("BodySite", "ear"), QT_TRANSLATE_NOOP("BodySite", "neck"),
+               QT_TRANSLATE_NOOP("BodySite", "chest"), QT_TRANSLATE_NOOP("BodySite", "abdomen"),
+               QT_TRANSLATE_NOOP("BodySite", "back"), QT_TRANSLATE_NOOP("BodySite", "trunk"),
+               QT_TRANSLATE_NOOP("BodySite", "upper extremity"), QT_TRANSLATE_NOOP("BodySite", "hand"),
+               QT_TRANSLATE_NOOP("BodySite", "lower extremity"), QT_TRANSLATE_NOOP("BodySite", "foot"),
+               QT_TRANSLATE_NOOP("BodySite", "acral"), QT_TRANSLATE_NOOP("BodySite", "genital"),
+               QT_TRANSLATE_NOOP("BodySite", "unknown"))
+assert set(_SITE_NAMES) == set(BODY_SITES)
+
+
+def site_name(site: str) -> str:
+    """A body site as the clinic reads it (the stored value stays HAM10000's English)."""
+    return translate("BodySite", site)
+
 
 _Shape = tuple[str, QRectF]  # kind ('ellipse' or 'rect'), rectangle in unit coordinates (0..100, 0..100)
 
@@ -56,7 +74,7 @@ class BodyMap(QWidget):
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(220, 180)
-        self.setAccessibleName("Body map: click where the lesion is")
+        self.setAccessibleName(translate("BodyMap", "Body map: click where the lesion is"))
         self._site = ""
         self._hover = ""
 
@@ -75,7 +93,8 @@ class BodyMap(QWidget):
         side = min(self.width() / 2 - 8, self.height() - 22)
         top = 4.0
         left = (self.width() - 2 * side - 16) / 2
-        return [("Front", QRectF(left, top, side, side)), ("Back", QRectF(left + side + 16, top, side, side))]
+        return [(translate("BodyMap", "Front"), QRectF(left, top, side, side)),
+                (translate("BodyMap", "Back"), QRectF(left + side + 16, top, side, side))]
 
     @staticmethod
     def _path(shape: _Shape, box: QRectF) -> QPainterPath:
@@ -127,7 +146,7 @@ class BodyMap(QWidget):
             self._hover = site
             self.setCursor(Qt.CursorShape.PointingHandCursor if site else Qt.CursorShape.ArrowCursor)
             if site:
-                QToolTip.showText(event.globalPosition().toPoint(), site, self)
+                QToolTip.showText(event.globalPosition().toPoint(), site_name(site), self)
             self.update()
 
     def leaveEvent(self, event: object) -> None:  # noqa: N802 - Qt API

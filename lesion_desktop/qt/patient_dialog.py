@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication, Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -19,11 +19,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lesion_desktop.qt.patient_bodymap import BodyMap
+from lesion_desktop.qt.patient_bodymap import BodyMap, site_name
 from lesion_desktop.records import BODY_SITES, Patient, RecordStore
 
 ID_ROLE = Qt.ItemDataRole.UserRole
-SEX_LABELS = {"": "Not recorded", "female": "Female", "male": "Male"}
+SEX_LABELS = {"": QT_TRANSLATE_NOOP("PatientDialog", "Not recorded"),
+              "female": QT_TRANSLATE_NOOP("PatientDialog", "Female"),
+              "male": QT_TRANSLATE_NOOP("PatientDialog", "Male")}
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 class PatientForm(QDialog):
@@ -33,25 +36,26 @@ class PatientForm(QDialog):
         super().__init__(parent)
         self.store = store
         self.patient = patient
-        self.setWindowTitle("Edit patient" if patient else "New patient")
+        self.setWindowTitle(translate("PatientDialog", "Edit patient") if patient
+                            else translate("PatientDialog", "New patient"))
         self.clinic_id = QLineEdit(patient.clinic_id if patient else "")
-        self.clinic_id.setPlaceholderText("the clinic's own patient ID")
+        self.clinic_id.setPlaceholderText(translate("PatientDialog", "the clinic's own patient ID"))
         self.name = QLineEdit(patient.name if patient else "")
-        self.name.setPlaceholderText("optional")
+        self.name.setPlaceholderText(translate("PatientDialog", "optional"))
         self.birth = QLineEdit(patient.birth if patient else "")
-        self.birth.setPlaceholderText("1970 or 1970-05-31 (optional)")
+        self.birth.setPlaceholderText(translate("PatientDialog", "1970 or 1970-05-31 (optional)"))
         self.sex = QComboBox()
         for value, label in SEX_LABELS.items():
-            self.sex.addItem(label, value)
+            self.sex.addItem(translate("PatientDialog", label), value)
         self.sex.setCurrentIndex(max(0, self.sex.findData(patient.sex if patient else "")))
         self.error = QLabel()
         self.error.setStyleSheet("color:#c62828")
         self.error.setWordWrap(True)
         form = QFormLayout()
-        form.addRow("Patient ID", self.clinic_id)
-        form.addRow("Name", self.name)
-        form.addRow("Born", self.birth)
-        form.addRow("Sex", self.sex)
+        form.addRow(translate("PatientDialog", "Patient ID"), self.clinic_id)
+        form.addRow(translate("PatientDialog", "Name"), self.name)
+        form.addRow(translate("PatientDialog", "Born"), self.birth)
+        form.addRow(translate("PatientDialog", "Sex"), self.sex)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -76,48 +80,49 @@ class PatientForm(QDialog):
 class PatientDialog(QDialog):
     """Search or create a patient, then pick one of their lesions or add one on the body map."""
 
-    def __init__(self, store: RecordStore, parent: QWidget | None = None, title: str = "File under a patient",
+    def __init__(self, store: RecordStore, parent: QWidget | None = None, title: str = "",
                  patient_id: int | None = None, lesion_id: int | None = None) -> None:
         super().__init__(parent)
         self.store = store
-        self.setWindowTitle(title)
+        self.setWindowTitle(title or translate("PatientDialog", "File under a patient"))
         self.patient_id: int | None = None
         self.lesion_id: int | None = None
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search patient ID or name")
+        self.search.setPlaceholderText(translate("PatientDialog", "Search patient ID or name"))
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(lambda _t: self._fill_patients())
         self.patient_list = QListWidget()
         self.patient_list.currentItemChanged.connect(lambda *_: self._patient_changed())
-        self.new_patient_button = QPushButton("New patient…")
+        self.new_patient_button = QPushButton(translate("PatientDialog", "New patient…"))
         self.new_patient_button.clicked.connect(self.new_patient)
         left = QVBoxLayout()
         left.addWidget(self.search)
         left.addWidget(self.patient_list, 1)
         left.addWidget(self.new_patient_button)
 
-        self.lesion_title = QLabel("Choose a patient first.")
+        self.lesion_title = QLabel(translate("PatientDialog", "Choose a patient first."))
         self.lesion_list = QListWidget()
         self.lesion_list.currentItemChanged.connect(lambda *_: self._lesion_changed())
         self.body_map = BodyMap()
         self.site_combo = QComboBox()
-        self.site_combo.addItem("Choose the site…", "")
+        self.site_combo.addItem(translate("PatientDialog", "Choose the site…"), "")
         for site in BODY_SITES:
-            self.site_combo.addItem(site, site)
+            self.site_combo.addItem(site_name(site), site)
         self.body_map.site_chosen.connect(lambda s: self.site_combo.setCurrentIndex(self.site_combo.findData(s)))
         self.site_combo.currentIndexChanged.connect(
             lambda _i: self.body_map.set_site(str(self.site_combo.currentData())))
         self.site_combo.currentIndexChanged.connect(lambda _i: self._site_changed())
         self.label_edit = QLineEdit()
-        self.label_edit.setPlaceholderText("optional, e.g. 'left shoulder, 3 cm below the scapula'")
-        self.add_lesion_button = QPushButton("Add lesion")
+        self.label_edit.setPlaceholderText(translate("PatientDialog", "optional, e.g. 'left shoulder, 3 cm below the "
+                                                     "scapula'"))
+        self.add_lesion_button = QPushButton(translate("PatientDialog", "Add lesion"))
         self.add_lesion_button.clicked.connect(self.add_lesion)
-        new_box = QGroupBox("New lesion: click where it is")
+        new_box = QGroupBox(translate("PatientDialog", "New lesion: click where it is"))
         nl = QVBoxLayout(new_box)
         nl.addWidget(self.body_map, 1)
         form = QFormLayout()
-        form.addRow("Site", self.site_combo)
-        form.addRow("Label", self.label_edit)
+        form.addRow(translate("PatientDialog", "Site"), self.site_combo)
+        form.addRow(translate("PatientDialog", "Label"), self.label_edit)
         nl.addLayout(form)
         nl.addWidget(self.add_lesion_button, 0, Qt.AlignmentFlag.AlignRight)
         right = QVBoxLayout()
@@ -127,7 +132,7 @@ class PatientDialog(QDialog):
 
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.ok_button.setText("File under this lesion")
+        self.ok_button.setText(translate("PatientDialog", "File under this lesion"))
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         panes = QHBoxLayout()
@@ -157,8 +162,10 @@ class PatientDialog(QDialog):
         self.patient_list.clear()
         for s in self.store.patients(self.search.text(), limit=500):
             p = s.patient
-            born = f", born {p.birth}" if p.birth else ""
-            item = QListWidgetItem(f"{p.title()}{born}\n{s.lesions} lesion(s), {s.examinations} examination(s)")
+            born = translate("PatientDialog", ", born {birth}").format(birth=p.birth) if p.birth else ""
+            item = QListWidgetItem(f"{p.title()}{born}\n" + translate(
+                "PatientDialog", "{lesions} lesion(s), {exams} examination(s)").format(lesions=s.lesions,
+                                                                                     exams=s.examinations))
             item.setData(ID_ROLE, p.id)
             self.patient_list.addItem(item)
         if keep is not None:
@@ -176,11 +183,14 @@ class PatientDialog(QDialog):
         pid = self._current(self.patient_list)
         self.lesion_list.clear()
         patient = self.store.get_patient(pid) if pid is not None else None
-        self.lesion_title.setText(f"Lesions of {patient.title()}:" if patient else "Choose a patient first.")
+        self.lesion_title.setText(translate("PatientDialog", "Lesions of {patient}:").format(patient=patient.title())
+                                  if patient else translate("PatientDialog", "Choose a patient first."))
         if patient is not None:
             for s in self.store.lesions(patient.id):
-                last = f", last {s.last_examination[:10]}" if s.last_examination else ""
-                item = QListWidgetItem(f"{s.lesion.title()} ({s.examinations} examination(s){last})")
+                last = translate("PatientDialog", ", last {date}").format(date=s.last_examination[:10]) \
+                    if s.last_examination else ""
+                item = QListWidgetItem(f"{s.lesion.title()} (" + translate(
+                    "PatientDialog", "{exams} examination(s)").format(exams=s.examinations) + f"{last})")
                 item.setData(ID_ROLE, s.lesion.id)
                 self.lesion_list.addItem(item)
         self.add_lesion_button.setEnabled(patient is not None)
@@ -217,7 +227,8 @@ class PatientDialog(QDialog):
         pid = self._current(self.patient_list)
         site = str(self.site_combo.currentData() or "")
         if pid is None or not site:
-            self.lesion_title.setText("Click the body map (or choose a site) for the new lesion first.")
+            self.lesion_title.setText(translate("PatientDialog", "Click the body map (or choose a site) for the new "
+                                                "lesion first."))
             return None
         lesion = self.store.add_lesion(pid, site, self.label_edit.text())
         self.label_edit.clear()

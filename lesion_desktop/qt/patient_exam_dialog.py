@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from PySide6.QtCore import QT_TRANSLATE_NOOP, QCoreApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -20,7 +21,12 @@ from PySide6.QtWidgets import (
 from lesion_desktop.classes import CLASSES
 from lesion_desktop.records import HISTOPATHOLOGY_OTHER, Record, RecordStore
 
-ASSESSMENTS = ("", "Benign: no action", "Monitor: follow-up", "Excise or biopsy", "Refer to a dermatologist")
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
+# Suggestions only (the field is free text): offered in the clinic's language, stored as chosen.
+ASSESSMENTS = ("", QT_TRANSLATE_NOOP("ExaminationDialog", "Benign: no action"),
+               QT_TRANSLATE_NOOP("ExaminationDialog", "Monitor: follow-up"),
+               QT_TRANSLATE_NOOP("ExaminationDialog", "Excise or biopsy"),
+               QT_TRANSLATE_NOOP("ExaminationDialog", "Refer to a dermatologist"))
 
 
 class ExaminationDialog(QDialog):
@@ -29,39 +35,42 @@ class ExaminationDialog(QDialog):
         assert record.id is not None
         self.store = store
         self.record = record
-        self.setWindowTitle(f"Examination #{record.id}")
-        where = record.filed_under() or "not filed under a patient yet"
+        self.setWindowTitle(translate("ExaminationDialog", "Examination #{id}").format(id=record.id))
+        where = record.filed_under() or translate("ExaminationDialog", "not filed under a patient yet")
         head = QLabel(f"<b>{record.created_local()}</b> · {record.source_name}<br>{where}")
         head.setWordWrap(True)
         self.clinician = QLineEdit(record.clinician or clinician)
         self.assessment = QComboBox()
         self.assessment.setEditable(True)
-        self.assessment.addItems(list(ASSESSMENTS))
+        self.assessment.addItems([translate("ExaminationDialog", a) if a else "" for a in ASSESSMENTS])
         self.assessment.setCurrentText(record.assessment)
         self.notes = QPlainTextEdit(record.notes)
-        self.notes.setPlaceholderText("What you saw, what you decided, what you told the patient")
+        self.notes.setPlaceholderText(translate("ExaminationDialog", "What you saw, what you decided, what you told "
+                                                "the patient"))
         self.histopathology = QComboBox()
-        self.histopathology.addItem("None yet", "")
+        self.histopathology.addItem(translate("ExaminationDialog", "None yet"), "")
         for c in CLASSES:
             self.histopathology.addItem(f"{c.name} ({c.code})", c.code)
-        self.histopathology.addItem("Other (say which in the note)", HISTOPATHOLOGY_OTHER)
+        self.histopathology.addItem(translate("ExaminationDialog", "Other (say which in the note)"),
+                                    HISTOPATHOLOGY_OTHER)
         self.histopathology.setCurrentIndex(max(0, self.histopathology.findData(record.histopathology)))
         self.histo_note = QLineEdit(record.histopathology_note)
-        self.histo_note.setPlaceholderText("e.g. melanoma in situ, Breslow 0.4 mm")
+        self.histo_note.setPlaceholderText(translate("ExaminationDialog", "e.g. melanoma in situ, Breslow 0.4 mm"))
         self.histo_date = QLineEdit(record.histopathology_date)
-        self.histo_date.setPlaceholderText(f"YYYY-MM-DD, e.g. {_dt.date.today().isoformat()}")
+        self.histo_date.setPlaceholderText(translate("ExaminationDialog", "YYYY-MM-DD, e.g. {today}").format(
+            today=_dt.date.today().isoformat()))
         self.error = QLabel()
         self.error.setStyleSheet("color:#c62828")
-        clin = QGroupBox("Clinician's assessment")
+        clin = QGroupBox(translate("ExaminationDialog", "Clinician's assessment"))
         f1 = QFormLayout(clin)
-        f1.addRow("Clinician", self.clinician)
-        f1.addRow("Assessment", self.assessment)
-        f1.addRow("Notes", self.notes)
-        histo = QGroupBox("Histopathology")
+        f1.addRow(translate("ExaminationDialog", "Clinician"), self.clinician)
+        f1.addRow(translate("ExaminationDialog", "Assessment"), self.assessment)
+        f1.addRow(translate("ExaminationDialog", "Notes"), self.notes)
+        histo = QGroupBox(translate("ExaminationDialog", "Histopathology"))
         f2 = QFormLayout(histo)
-        f2.addRow("Diagnosis", self.histopathology)
-        f2.addRow("Note", self.histo_note)
-        f2.addRow("Date", self.histo_date)
+        f2.addRow(translate("ExaminationDialog", "Diagnosis"), self.histopathology)
+        f2.addRow(translate("ExaminationDialog", "Note"), self.histo_note)
+        f2.addRow(translate("ExaminationDialog", "Date"), self.histo_date)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -79,7 +88,8 @@ class ExaminationDialog(QDialog):
             self.store.set_histopathology(self.record.id, str(self.histopathology.currentData()),
                                           self.histo_note.text(), self.histo_date.text())
         except ValueError:
-            self.error.setText(f"The date '{self.histo_date.text()}' is not a date like 2024-06-01.")
+            self.error.setText(translate("ExaminationDialog", "The date '{date}' is not a date like "
+                                         "2024-06-01.").format(date=self.histo_date.text()))
             return
         self.store.set_assessment(self.record.id, clinician=self.clinician.text(),
                                   assessment=self.assessment.currentText(), notes=self.notes.toPlainText())

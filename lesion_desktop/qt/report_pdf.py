@@ -15,20 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QMarginsF, QRectF, Qt
+from PySide6.QtCore import QCoreApplication, QMarginsF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPagedPaintDevice, QPageLayout, QPageSize, QPainter, QPdfWriter, QPen
 
 from lesion_desktop import __version__
-from lesion_desktop.analysis import OUT_OF_SCOPE, assess_record
+from lesion_desktop.analysis import OUT_OF_SCOPE, assess_record, record_warnings
 from lesion_desktop.classes import CLASSES, by_code
 from lesion_desktop.errors import LesionError
-from lesion_desktop.qt.about import DISCLAIMER
+from lesion_desktop.qt.about import disclaimer
 from lesion_desktop.qt.imaging import to_qimage
+from lesion_desktop.qt.patient_bodymap import site_name
+from lesion_desktop.qt.patient_dialog import SEX_LABELS
 from lesion_desktop.qt.result_panel import agreement_text, scope_note
+from lesion_desktop.qt.translations import tr_core
 from lesion_desktop.qt.widgets import BENIGN_COLOUR, MALIGNANT_COLOUR
 from lesion_desktop.records import IMAGE_KIND_TEXT, FollowUp, Patient, Record, RecordStore
 
 RED = QColor(198, 40, 40)
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 class _Page:
@@ -91,7 +95,7 @@ def _open_writer(path: Path, title: str) -> tuple[QPdfWriter, QPainter]:
     writer.setCreator(f"Lesion Desktop {__version__}")
     painter = QPainter()
     if not painter.begin(writer):
-        raise OSError(f"cannot write {path}")
+        raise OSError(translate("Report", "cannot write {path}").format(path=path))
     return writer, painter
 
 
@@ -125,17 +129,22 @@ def _patient_facts(record: Record, patient: Patient | None, clinician: str) -> l
     if patient is not None:
         who = patient.clinic_id + (f" ({patient.name})" if patient.name else "")
         age = patient.age_at(record.created)
-        who += f", born {patient.birth}" if patient.birth else ", date of birth not recorded"
-        who += f" ({age} years at the examination)" if age is not None else ""
-        who += f", {patient.sex}" if patient.sex else ", sex not recorded"
+        who += (translate("Report", ", born {birth}").format(birth=patient.birth) if patient.birth
+                else translate("Report", ", date of birth not recorded"))
+        who += translate("Report", " ({age} years at the examination)").format(age=age) if age is not None else ""
+        who += (f", {translate('PatientDialog', SEX_LABELS[patient.sex]).lower()}" if patient.sex in SEX_LABELS
+                and patient.sex else f", {patient.sex}" if patient.sex else translate("Report", ", sex not recorded"))
     else:
-        who = "not filed under a patient"
-    site = (f"{record.body_site}" + (f": {record.lesion_label}" if record.lesion_label else "")) \
-        if record.body_site else "not recorded"
-    return [("Patient:", who), ("Lesion site:", site), ("Examination:", record.created_local()),
-            ("Clinician:", clinician or "—"), ("Report made:", _dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
-            ("History:", f"examination #{record.id}" if record.id is not None else "not saved"),
-            ("Models:", record.model_version)]
+        who = translate("Report", "not filed under a patient")
+    site = (site_name(record.body_site) + (f": {record.lesion_label}" if record.lesion_label else "")) \
+        if record.body_site else translate("Report", "not recorded")
+    return [(translate("Report", "Patient:"), who), (translate("Report", "Lesion site:"), site),
+            (translate("Report", "Examination:"), record.created_local()),
+            (translate("Report", "Clinician:"), clinician or "—"),
+            (translate("Report", "Report made:"), _dt.datetime.now().strftime("%Y-%m-%d %H:%M")),
+            (translate("Report", "History:"), translate("Report", "examination #{id}").format(id=record.id)
+             if record.id is not None else translate("Report", "not saved")),
+            (translate("Report", "Models:"), record.model_version)]
 
 
 def _signature(page: _Page, bottom: float, clinician: str) -> None:
@@ -146,7 +155,9 @@ def _signature(page: _Page, bottom: float, clinician: str) -> None:
     y = bottom - fm.height() * 2.2
     page.p.setPen(QPen(QColor("black"), 1))
     third = page.width / 3
-    for i, label in enumerate((f"Clinician: {clinician}" if clinician else "Clinician", "Signature", "Date")):
+    labels = (translate("Report", "Clinician: {name}").format(name=clinician) if clinician
+              else translate("Report", "Clinician"), translate("Report", "Signature"), translate("Report", "Date"))
+    for i, label in enumerate(labels):
         x = i * third
         page.p.drawLine(int(x), int(y), int(x + third - 20), int(y))
         page.p.drawText(QRectF(x, y + 2, third - 20, fm.height() * 1.2), Qt.AlignmentFlag.AlignLeft, label)
@@ -180,18 +191,20 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
     out_of_scope = assessment.level == OUT_OF_SCOPE
     path = Path(path)
     who = record.patient_clinic_id or record.source_name
-    writer, painter = _open_writer(path, f"Lesion Desktop report: {who}, {record.created_local()}")
+    writer, painter = _open_writer(path, translate("Report", "Lesion Desktop report: {who}, {date}").format(
+        who=who, date=record.created_local()))
     try:
         area = writer.pageLayout().paintRectPixels(writer.resolution())
         page = _Page(painter, float(area.width()))
-        page.text("Lesion Desktop — decision-support report", 15, bold=True, gap=0.2)
+        page.text(translate("Report", "Lesion Desktop — decision-support report"), 15, bold=True, gap=0.2)
         _facts(page, _patient_facts(record, patient, clinician))
-        page.boxed(DISCLAIMER, RED, size=9)
+        page.boxed(disclaimer(), RED, size=9)
 
         painter.setFont(QFont("Helvetica", 9))
         half = page.width / 2 - 10
         img_h = area.height() * 0.24
-        stored = IMAGE_KIND_TEXT.get(record.image_kind, "") if record.id is not None else ""
+        kind = IMAGE_KIND_TEXT.get(record.image_kind, "") if record.id is not None else ""
+        stored = translate("Records", kind) if kind else ""  # marked in records.py
         used = _draw_image(painter, image, QRectF(0, page.y, half, img_h),
                            f"{record.source_name} ({image.shape[1]}×{image.shape[0]})")
         if preprocessed is not None:
@@ -202,45 +215,54 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
 
                 right = overlay(preprocessed, heatmap, opacity)
             code = heatmap_code or record.details.get("heatmap_class") or record.top_code
-            cap = f"Heat-map for {by_code(code).name}" if heatmap is not None else "Network input"
+            cap = (translate("Report", "Heat-map for {cls}").format(cls=by_code(code).name) if heatmap is not None
+                   else translate("Report", "Network input"))
             used = max(used, _draw_image(painter, right, QRectF(page.width / 2 + 10, page.y, half, img_h), cap))
         page.y += used + 12
 
         top = CLASSES[record.top_index]
+        # the assessment in the window's words (tr_core: the same translation the window shows)
+        headline, said = tr_core(assessment.headline), tr_core(assessment.text)
+        likely = translate("Report", "Most likely: {cls} ({code}), {p}").format(
+            cls=top.name, code=top.code, p=f"{record.probabilities[record.top_index]:.1%}")
         if assessment.level == OUT_OF_SCOPE:  # no diagnosis, as in the window
-            page.boxed(f"{assessment.headline}\n{assessment.text}", RED)
+            page.boxed(f"{headline}\n{said}", RED)
         elif assessment.reassures:
-            page.text(f"Most likely: {top.name} ({top.code}), {record.probabilities[record.top_index]:.1%}", 13, True)
-            page.text(assessment.text, 10)
+            page.text(likely, 13, True)
+            page.text(said, 10)
         else:  # the warning (or a poor image's "cannot rule out") comes first, above the top label
-            page.boxed(f"{assessment.headline}\n{assessment.text}", RED, fill=RED, size=12)
-            page.text(f"Most likely: {top.name} ({top.code}), {record.probabilities[record.top_index]:.1%}", 11, True)
+            page.boxed(f"{headline}\n{said}", RED, fill=RED, size=12)
+            page.text(likely, 11, True)
         if not out_of_scope:
             if scope_note(record):
                 page.text(scope_note(record), 10, bold=True, colour=RED)
             _draw_probabilities(painter, page, record.probabilities)
             page.text(agreement_text(record.details, top.name), 9.5)
         if record.warnings:
-            page.text("Image quality and other warnings: " + " ".join(f"• {w}" for w in record.warnings), 9.5)
+            page.text(translate("Report", "Image quality and other warnings:") + " "
+                      + " ".join(f"• {tr_core(w)}" for w in record_warnings(record)), 9.5)
         else:
-            page.text("Image quality: no problems found.", 9.5)
+            page.text(translate("Report", "Image quality: no problems found."), 9.5)
         if stored:
-            page.text(f"Stored image: {stored}" + (f"; sha256 {record.image_sha256[:16]}…" if record.image_sha256
-                                                    else "") + ".", 8.5, colour=QColor(90, 90, 90))
-        page.text("Clinician's assessment: " + (record.assessment or "—"), 10, bold=True, gap=0.1)
+            page.text(translate("Report", "Stored image: {how}").format(how=stored)
+                      + (f"; sha256 {record.image_sha256[:16]}…" if record.image_sha256 else "") + ".", 8.5,
+                      colour=QColor(90, 90, 90))
+        page.text(translate("Report", "Clinician's assessment:") + " " + (record.assessment or "—"), 10, bold=True,
+                  gap=0.1)
         if record.notes:
             page.text(record.notes, 10)
         if record.histopathology:
-            name = by_code(record.histopathology).name if record.histopathology != "other" else "other"
-            page.text(f"Histopathology: {name}" + (f" ({record.histopathology_note})" if record.histopathology_note
-                                                   else "") + (f", {record.histopathology_date}"
-                                                               if record.histopathology_date else ""), 10, True)
+            name = (by_code(record.histopathology).name if record.histopathology != "other"
+                    else translate("Report", "other"))
+            page.text(translate("Report", "Histopathology: {name}").format(name=name)
+                      + (f" ({record.histopathology_note})" if record.histopathology_note else "")
+                      + (f", {record.histopathology_date}" if record.histopathology_date else ""), 10, True)
         foot_h = painter.fontMetrics().height() * 9
         _signature(page, area.height() - foot_h + painter.fontMetrics().height() * 2.5, clinician)
         page.y = max(page.y, area.height() - foot_h * 0.55)
-        page.boxed(f"{DISCLAIMER} This report shows the output of a statistical model trained on HAM10000 "
-                   "dermoscopy images; it may be wrong, especially for images unlike its training data.",
-                   RED, size=8)
+        page.boxed(disclaimer() + " " + translate("Report", "This report shows the output of a statistical model "
+                                                  "trained on HAM10000 dermoscopy images; it may be wrong, especially "
+                                                  "for images unlike its training data."), RED, size=8)
         if compare_with is not None:
             writer.newPage()
             _comparison_page(painter, float(area.width()), float(area.height()), compare_with, record, image,
@@ -255,8 +277,8 @@ def _comparison_page(p: QPainter, width: float, height: float, earlier: Record, 
     """Page 2 of a follow-up: both images at one scale, each probability's change, FollowUp's sentence."""
     page = _Page(p, width)
     follow = FollowUp(earlier, later, rise_points / 100)
-    where = later.filed_under() or "this lesion"
-    page.text(f"Follow-up comparison — {where}", 14, bold=True)
+    where = later.filed_under() or translate("Report", "this lesion")
+    page.text(translate("Report", "Follow-up comparison — {where}").format(where=where), 14, bold=True)
     try:
         earlier_image: np.ndarray | None = earlier.load_image()
     except LesionError:
@@ -272,26 +294,28 @@ def _comparison_page(p: QPainter, width: float, height: float, earlier: Record, 
         x0 = i * (width / 2 + 10)
         if im is None:
             p.drawText(QRectF(x0, page.y, box_w, box_h), Qt.AlignmentFlag.AlignCenter,
-                       f"{rec.created_local()}: the stored image is missing")
+                       translate("Report", "{date}: the stored image is missing").format(date=rec.created_local()))
             continue
         w, h = im.shape[1] * scale, im.shape[0] * scale
         p.drawImage(QRectF(x0 + (box_w - w) / 2, page.y, w, h), to_qimage(im))
         p.setPen(QColor("black"))
         p.drawText(QRectF(x0, page.y + h, box_w, cap_h), Qt.AlignmentFlag.AlignCenter,
-                   f"{'Earlier' if i == 0 else 'This examination'}: {rec.created_local()} "
-                   f"({im.shape[1]}×{im.shape[0]})")
+                   (translate("Report", "Earlier: {date} ({w}×{h})") if i == 0
+                    else translate("Report", "This examination: {date} ({w}×{h})")).format(
+                       date=rec.created_local(), w=im.shape[1], h=im.shape[0]))
         tallest = max(tallest, h + cap_h)
     page.y += tallest + 6
-    page.text("Both images are shown at the same scale.", 9, colour=QColor(90, 90, 90))
+    page.text(translate("Report", "Both images are shown at the same scale."), 9, colour=QColor(90, 90, 90))
+    summary = tr_core(follow.summary())  # records.FollowUp's sentence, as the timeline shows it
     if follow.alert:
-        page.boxed(follow.summary(), RED, fill=RED, size=11)
+        page.boxed(summary, RED, fill=RED, size=11)
     else:
-        page.text(follow.summary(), 10.5)
+        page.text(summary, 10.5)
     _draw_changes(p, page, follow)
     p.setFont(QFont("Helvetica", 8))
     page.y = max(page.y + 20, height - p.fontMetrics().height() * 6)
-    page.boxed(f"{DISCLAIMER} A change between two examinations is a change in the models' output; it does not "
-               "measure the lesion.", RED, size=8)
+    page.boxed(disclaimer() + " " + translate("Report", "A change between two examinations is a change in the "
+                                              "models' output; it does not measure the lesion."), RED, size=8)
 
 
 def _draw_changes(p: QPainter, page: _Page, follow: FollowUp) -> None:
@@ -301,10 +325,11 @@ def _draw_changes(p: QPainter, page: _Page, follow: FollowUp) -> None:
     fm = p.fontMetrics()
     row = fm.height() * 1.4
     cols = [0.0, page.width * 0.52, page.width * 0.66, page.width * 0.80]
-    heads = ["Class", "Earlier", "This one", "Change"]
+    heads = [translate("Report", "Class"), translate("Report", "Earlier"), translate("Report", "This one"),
+             translate("Report", "Change")]
     lines = [(f"{c.code}  {c.name}", float(follow.earlier.probabilities[i]), float(follow.later.probabilities[i]))
              for i, c in enumerate(CLASSES)]
-    lines.append(("Malignant classes combined", follow.earlier.malignant_probability,
+    lines.append((translate("Report", "Malignant classes combined"), follow.earlier.malignant_probability,
                   follow.later.malignant_probability))
     bold = QFont(font)
     bold.setBold(True)
@@ -319,7 +344,7 @@ def _draw_changes(p: QPainter, page: _Page, follow: FollowUp) -> None:
         change = (b - a) * 100
         p.setPen(RED if last and follow.alert else QColor("black"))
         cells = [fm.elidedText(name, Qt.TextElideMode.ElideRight, int(cols[1] - 8)), f"{a:.1%}", f"{b:.1%}",
-                 f"{change:+.1f} points"]
+                 translate("Report", "{change} points").format(change=f"{change:+.1f}")]
         for x, text in zip(cols, cells, strict=True):
             p.drawText(QRectF(x, page.y, page.width * 0.5, row), Qt.AlignmentFlag.AlignVCenter, text)
         page.y += row

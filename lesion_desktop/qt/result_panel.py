@@ -14,11 +14,12 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, Qt, Signal
 from PySide6.QtWidgets import QFrame, QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from lesion_desktop.analysis import CANNOT_RULE_OUT, OUT_OF_SCOPE, WARNING, Assessment
+from lesion_desktop.analysis import CANNOT_RULE_OUT, OUT_OF_SCOPE, WARNING, Assessment, record_warnings
 from lesion_desktop.classes import CLASSES
+from lesion_desktop.qt.translations import tr_core
 from lesion_desktop.qt.widgets import ProbabilityChart
 from lesion_desktop.records import Record
-from lesion_desktop.scope import ADVICE
+from lesion_desktop.scope import finding_of
 
 # (background, text, border) of the alert box per assessment level
 _ALERT_STYLES = {
@@ -69,7 +70,7 @@ def scope_note(record: Record) -> str:
     if scope.get("in_scope") is False and d.get("shown_anyway"):
         return translate("ResultPanel", "Shown anyway at the user's request: the scope check judged this image "
                          "outside what the models have seen ({reason}). Treat the result with great caution.").format(
-            reason=str(scope.get("reason", "")).replace(ADVICE, "").strip().rstrip(". ")
+            reason=tr_core(finding_of(str(scope.get("reason", "")))).strip().rstrip(". ")
             or translate("ResultPanel", "no reason recorded"))
     return ""
 
@@ -184,9 +185,10 @@ class ResultPanel(QWidget):
         out_of_scope = assessment.level == OUT_OF_SCOPE
         if assessment.level in _ALERT_STYLES:
             self._set_alert(assessment.level)
-            self.alert_headline.setText(assessment.headline)
-            self.alert_text.setText(assessment.text)
-            self.alert.setAccessibleDescription(f"{assessment.headline}. {assessment.text}")
+            headline, text = tr_core(assessment.headline), tr_core(assessment.text)  # the core's words, translated
+            self.alert_headline.setText(headline)
+            self.alert_text.setText(text)
+            self.alert.setAccessibleDescription(f"{headline}. {text}")
         else:
             self.alert.hide()
         self.show_anyway_button.setVisible(out_of_scope)
@@ -201,15 +203,15 @@ class ResultPanel(QWidget):
         self.scope_label.setText(note)
         self.scope_label.setVisible(bool(note))
         # Below the threshold the assessment is a plain sentence: the combined risk, and what was checked.
-        self.risk_label.setText(assessment.text if assessment.reassures else "")
+        self.risk_label.setText(tr_core(assessment.text) if assessment.reassures else "")
         self.risk_label.setVisible(assessment.reassures)
         self.chart.set_probabilities(None if out_of_scope else record.probabilities)
         self.agreement_label.setText(agreement_text(record.details, top.name))
         # The scope verdict is said above (the alert, or the 'shown anyway' note), not again as a quality note.
-        notes = [w for w in record.warnings if not w.lower().startswith("out of scope")]
+        notes = [w for w in record_warnings(record) if not w.lower().startswith("out of scope")]
         if notes:
             self.quality_label.setText(translate("ResultPanel", "Image quality:") + "\n"
-                                       + "\n".join(f"• {w}" for w in notes))
+                                       + "\n".join(f"• {tr_core(w)}" for w in notes))
             self.quality_label.setStyleSheet("color:#8a4b00; font-weight:bold;")
         else:
             self.quality_label.setText(translate("ResultPanel", "Image quality: no problems found."))

@@ -11,6 +11,7 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import QCoreApplication
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,13 +35,21 @@ from PySide6.QtWidgets import (
 from lesion_desktop.qt.help import scrolling_body
 from lesion_desktop.settings import Settings, field_choices, updated
 
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
+# The fields' labels, help and choice labels are marked in lesion_desktop/settings.py, under this context.
+SETTINGS_CONTEXT = "Settings"
+
+
+def _tr_setting(text: str) -> str:
+    return translate(SETTINGS_CONTEXT, text) if text else ""
+
 
 class _PathEdit(QWidget):
     def __init__(self, kind: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.edit = QLineEdit()
-        self.edit.setPlaceholderText("(default)")
-        browse = QPushButton("Browse…")
+        self.edit.setPlaceholderText(translate("SettingsDialog", "(default)"))
+        browse = QPushButton(translate("SettingsDialog", "Browse…"))
         browse.clicked.connect(lambda: self._browse(kind))
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -50,9 +59,9 @@ class _PathEdit(QWidget):
     def _browse(self, kind: str) -> None:
         start = self.edit.text() or str(Path.home())
         if kind == "directory":
-            path = QFileDialog.getExistingDirectory(self, "Choose a folder", start)
+            path = QFileDialog.getExistingDirectory(self, translate("SettingsDialog", "Choose a folder"), start)
         else:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose a file", start)
+            path, _ = QFileDialog.getOpenFileName(self, translate("SettingsDialog", "Choose a file"), start)
         if path:
             self.edit.setText(path)
 
@@ -64,10 +73,10 @@ class ChoiceCombo(QComboBox):
         super().__init__(parent)
         self.choice_values = [v for v, _ in choices]
         for _, label in choices:
-            self.addItem(label)
+            self.addItem(_tr_setting(label))
         if value not in self.choice_values:  # e.g. a GPU unplugged since: keep the saved value selectable
             self.choice_values.append(value)
-            self.addItem(f"{value} (not available now)")
+            self.addItem(translate("SettingsDialog", "{value} (not available now)").format(value=value))
         self.set_value(value)
 
     def value(self) -> Any:
@@ -113,7 +122,7 @@ class SettingsDialog(QDialog):
     def __init__(self, settings: Settings, models_info_html: str, *, open_retrain: Callable[[], object],
                  rollback: Callable[[], None], can_rollback: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Settings")
+        self.setWindowTitle(translate("SettingsDialog", "Settings"))
         self.original = settings
         self.editors: dict[str, QWidget] = {}
         self._getters: dict[str, Callable[[], Any]] = {}
@@ -125,20 +134,21 @@ class SettingsDialog(QDialog):
         for f in fields(Settings):
             group = f.metadata["group"]
             if group not in groups:
-                box = QGroupBox(group)
+                box = QGroupBox(_tr_setting(group))
                 groups[group] = QFormLayout(box)
                 groups[group].setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
                 layout.addWidget(box)
             widget, getter = editor_for(f, getattr(settings, f.name))
-            widget.setToolTip(f.metadata.get("help", ""))
+            tip = _tr_setting(f.metadata.get("help", ""))
+            widget.setToolTip(tip)
             widget.setObjectName(f"setting_{f.name}")
-            label = QLabel(f.metadata["label"])
-            label.setToolTip(f.metadata.get("help", ""))
+            label = QLabel(_tr_setting(f.metadata["label"]))
+            label.setToolTip(tip)
             groups[group].addRow(label, widget)
             self.editors[f.name] = widget
             self._getters[f.name] = getter
 
-        info_box = QGroupBox("Active models (read-only)")
+        info_box = QGroupBox(translate("SettingsDialog", "Active models (read-only)"))
         info_lay = QVBoxLayout(info_box)
         self.models_info = QTextBrowser()
         self.models_info.setOpenLinks(False)
@@ -146,9 +156,9 @@ class SettingsDialog(QDialog):
         self.models_info.setMinimumHeight(160)
         info_lay.addWidget(self.models_info)
         row = QHBoxLayout()
-        self.retrain_button = QPushButton("Retrain models…")
+        self.retrain_button = QPushButton(translate("SettingsDialog", "Retrain models…"))
         self.retrain_button.clicked.connect(open_retrain)
-        self.rollback_button = QPushButton("Roll back to previous models")
+        self.rollback_button = QPushButton(translate("SettingsDialog", "Roll back to previous models"))
         self.rollback_button.setEnabled(can_rollback)
         self.rollback_button.clicked.connect(rollback)
         row.addWidget(self.retrain_button)
@@ -206,7 +216,7 @@ class SettingsDialog(QDialog):
         try:
             self.result_settings = self.values()
         except ValueError as e:
-            self.error_label.setText(f"Cannot save: {e}")
+            self.error_label.setText(translate("SettingsDialog", "Cannot save: {error}").format(error=e))
             self.error_label.show()
             return
         super().accept()

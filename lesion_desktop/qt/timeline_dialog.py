@@ -7,7 +7,7 @@ The sentence comes from records.FollowUp, which the report's comparison page use
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,10 +30,12 @@ from PySide6.QtWidgets import (
 from lesion_desktop.classes import CLASSES
 from lesion_desktop.errors import LesionError
 from lesion_desktop.qt.imaging import to_qimage
+from lesion_desktop.qt.translations import tr_core
 from lesion_desktop.records import FollowUp, Record, RecordStore
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 RED = QColor(198, 40, 40)
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 def same_scale(sizes: list[tuple[int, int]], box_w: float, box_h: float) -> float:
@@ -80,7 +82,8 @@ class PairView(QWidget):
         for i, (im, cap) in enumerate(zip(self._images, self._captions, strict=True)):
             x0 = i * half
             if im is None:
-                p.drawText(QRectF(x0, 0, half, self.height()), Qt.AlignmentFlag.AlignCenter, cap or "No image")
+                p.drawText(QRectF(x0, 0, half, self.height()), Qt.AlignmentFlag.AlignCenter,
+                           cap or translate("Timeline", "No image"))
                 continue
             w, h = im.shape[1] * s, im.shape[0] * s
             target = QRectF(x0 + (half - w) / 2, 0, w, h)
@@ -103,18 +106,20 @@ class TimelineDialog(QDialog):
         self._images: dict[int, np.ndarray | None] = {}
         lesion = store.get_lesion(lesion_id)
         if lesion is None:
-            raise LesionError(f"Lesion #{lesion_id} no longer exists.")
+            raise LesionError(translate("Timeline", "Lesion #{id} no longer exists.").format(id=lesion_id))
         patient = store.get_patient(lesion.patient_id)
         who = patient.title() if patient else "?"
-        self.setWindowTitle(f"Timeline: {who}, {lesion.title()}")
+        self.setWindowTitle(translate("Timeline", "Timeline: {patient}, {lesion}").format(patient=who,
+                                                                                          lesion=lesion.title()))
         self.records: list[Record] = store.examinations_of(lesion_id)  # oldest first
-        title = QLabel(f"<b>{who}</b> · {lesion.title()} · {len(self.records)} examination(s)")
+        title = QLabel(f"<b>{who}</b> · {lesion.title()} · " + translate("Timeline", "{n} examination(s)").format(
+            n=len(self.records)))
         self.list = QListWidget()
         self.list.setIconSize(QSize(48, 48))
         self.list.setMaximumWidth(260)
         for r in self.records:
-            item = QListWidgetItem(f"{r.created_local()}\n{r.top_code} {r.probabilities.max():.0%} · malignant "
-                                   f"{r.malignant_probability:.0%}")
+            item = QListWidgetItem(f"{r.created_local()}\n{r.top_code} {r.probabilities.max():.0%} · " + translate(
+                "Timeline", "malignant {p}").format(p=f"{r.malignant_probability:.0%}"))
             pix = QPixmap()
             pix.loadFromData(r.thumbnail, "PNG")
             item.setIcon(QIcon(pix))
@@ -133,22 +138,23 @@ class TimelineDialog(QDialog):
         self.earlier.currentIndexChanged.connect(lambda _i: self.compare())
         self.later.currentIndexChanged.connect(lambda _i: self.compare())
         pick = QHBoxLayout()
-        pick.addWidget(QLabel("Compare"))
+        pick.addWidget(QLabel(translate("Timeline", "Compare")))
         pick.addWidget(self.earlier, 1)
-        pick.addWidget(QLabel("with"))
+        pick.addWidget(QLabel(translate("Timeline", "with")))
         pick.addWidget(self.later, 1)
         self.pair = PairView()
         self.alert = QLabel()
         self.alert.setWordWrap(True)
         self.table = QTableWidget(len(CLASSES) + 1, 4)
-        self.table.setHorizontalHeaderLabels(["Class", "Earlier", "Later", "Change"])
+        self.table.setHorizontalHeaderLabels([translate("Timeline", "Class"), translate("Timeline", "Earlier"),
+                                              translate("Timeline", "Later"), translate("Timeline", "Change")])
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(self.table.verticalHeader().defaultSectionSize() * 9)
-        self.open_button = QPushButton("Open the later examination")
+        self.open_button = QPushButton(translate("Timeline", "Open the later examination"))
         self.open_button.clicked.connect(lambda: self.open_requested.emit(int(self.later.currentData())))
-        self.report_button = QPushButton("Report with this comparison…")
+        self.report_button = QPushButton(translate("Timeline", "Report with this comparison…"))
         self.report_button.clicked.connect(
             lambda: self.report_requested.emit(int(self.later.currentData()), int(self.earlier.currentData())))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -192,10 +198,11 @@ class TimelineDialog(QDialog):
         if not enough or a is None or b is None:
             self.follow_up = None
             self.pair.set_images(self._image(b) if b else None, None,
-                                 (b.created_local() if b else "", "A second examination of this lesion "
-                                  "is needed to compare."))
-            self.alert.setText("Only one examination of this lesion so far: nothing to compare yet."
-                               if len(self.records) < 2 else "Choose two different examinations.")
+                                 (b.created_local() if b else "", translate("Timeline", "A second examination of "
+                                                                            "this lesion is needed to compare.")))
+            self.alert.setText(translate("Timeline", "Only one examination of this lesion so far: nothing to compare "
+                                         "yet.") if len(self.records) < 2
+                               else translate("Timeline", "Choose two different examinations."))
             self.alert.setStyleSheet("")
             self._fill_table(a or b, None)
             return None
@@ -204,9 +211,10 @@ class TimelineDialog(QDialog):
         self.follow_up = FollowUp(a, b, self.rise)
         ia, ib = self._image(a), self._image(b)
         caps = tuple(f"{r.created_local()} · {im.shape[1]}×{im.shape[0]} px" if im is not None
-                     else f"{r.created_local()} · image missing" for r, im in ((a, ia), (b, ib)))
+                     else f"{r.created_local()} · " + translate("Timeline", "image missing")
+                     for r, im in ((a, ia), (b, ib)))
         self.pair.set_images(ia, ib, (caps[0], caps[1]))
-        self.alert.setText(self.follow_up.summary() + "\nShown at the same scale.")
+        self.alert.setText(tr_core(self.follow_up.summary()) + "\n" + translate("Timeline", "Shown at the same scale."))
         self.alert.setStyleSheet("QLabel {background:#c62828; color:white; font-weight:bold; padding:8px;"
                                  "border-radius:4px}" if self.follow_up.alert else "QLabel {padding:4px}")
         self._fill_table(a, b)
@@ -214,11 +222,12 @@ class TimelineDialog(QDialog):
 
     def _fill_table(self, a: Record | None, b: Record | None) -> None:
         rows = [(f"{c.name} ({c.code})", i) for i, c in enumerate(CLASSES)]
-        for row, (name, i) in enumerate([*rows, ("Malignant classes combined", -1)]):
+        for row, (name, i) in enumerate([*rows, (translate("Timeline", "Malignant classes combined"), -1)]):
             va = (a.malignant_probability if i < 0 else float(a.probabilities[i])) if a else None
             vb = (b.malignant_probability if i < 0 else float(b.probabilities[i])) if b else None
             cells = [name, f"{va:.1%}" if va is not None else "", f"{vb:.1%}" if vb is not None else "",
-                     f"{(vb - va) * 100:+.1f} points" if va is not None and vb is not None else ""]
+                     translate("Timeline", "{change} points").format(change=f"{(vb - va) * 100:+.1f}")
+                     if va is not None and vb is not None else ""]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if i < 0 or (i >= 0 and CLASSES[i].malignant and col == 3 and va is not None and vb is not None

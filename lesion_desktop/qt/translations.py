@@ -16,7 +16,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
 
+from lesion_desktop import analysis, imageio, scope  # noqa: F401 - importing them marks their sentences
 from lesion_desktop.paths import config_dir
+from lesion_desktop.wording import recognise, render
 
 log = logging.getLogger(__name__)
 LANGUAGE_ENV = "LESION_DESKTOP_LANGUAGE"
@@ -52,3 +54,9 @@ def install_translations(app: QCoreApplication, language: str | None = None) -> 
             log.info("Translation %s loaded for %s", own.filePath(), locale.name())
             break
     return installed
+
+
+def tr_core(text: str) -> str:
+    """A sentence of the core (the assessment, the scope gate's reasons, the image-quality warnings) in the
+    clinic's language, where the translation has it; any other string as it is. See lesion_desktop.wording."""
+    return render(recognise(text), QCoreApplication.translate)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QCoreApplication, QObject, Qt
 from PySide6.QtWidgets import QMessageBox
 
 from lesion_desktop.edition import is_lite
@@ -22,6 +22,8 @@ from lesion_desktop.store import unvalidated_note
 if TYPE_CHECKING:
     from lesion_desktop.qt.main_window import MainWindow
     from lesion_desktop.qt.retrain_dialog import RetrainDialog
+
+translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
 
 
 class WindowDialogs(QObject):
@@ -71,7 +73,7 @@ class WindowDialogs(QObject):
             self.retrain_dialog = RetrainDialog(
                 w.model_store, device=lambda: w.settings.device,
                 active_dir=lambda: w.engine.ensemble.path if w.engine is not None else None,
-                override_note=self.override_note, parent=w)
+                override_note=self.override_note, records=w.store, parent=w)
             self.retrain_dialog.models_changed.connect(self.on_models_changed)
         dlg = self.retrain_dialog
         dlg.show()
@@ -81,12 +83,14 @@ class WindowDialogs(QObject):
 
     def override_note(self) -> str:
         if self.w.chosen_models_dir() is not None:
-            return ("Note: a models folder is named in Settings (or on the command line) and takes precedence: "
-                    "installed models are used only once it is cleared.")
+            return translate("WindowDialogs", "Note: a models folder is named in Settings (or on the command line) and "
+                             "takes precedence: installed models are used only once it is cleared.")
         return ""
 
     def rollback_models(self) -> None:
-        answer = QMessageBox.question(self.w, "Roll back", "Restore the models in use before the last installation?")
+        answer = QMessageBox.question(self.w, translate("WindowDialogs", "Roll back"),
+                                      translate("WindowDialogs", "Restore the models in use before the last "
+                                                "installation?"))
         if answer != QMessageBox.StandardButton.Yes:
             return
         try:
