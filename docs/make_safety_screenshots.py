@@ -97,7 +97,7 @@ def main() -> int:
     dlg.epoch_spins["top"].setValue(0)
     dlg.epoch_spins["all"].setValue(0)
     dlg.size_edit.setText("150x200")
-    dlg.imagenet_combo.setCurrentIndex(dlg.imagenet_combo.findData("none"))
+    dlg.init_combo.setCurrentIndex(dlg.init_combo.findData("random"))
     dlg.max_batches_spin.setValue(30)
     dlg.move(60, 0)
     dlg.start()

@@ -100,9 +100,11 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 
 
 def export_records(store: RecordStore, output_dir: Path, *, patient: str | None = None, threshold: float = 0.30,
-                   report_writer: ReportWriter | None = None, progress: Progress | None = None) -> ExportSummary:
+                   report_writer: ReportWriter | None = None, progress: Progress | None = None,
+                   training_only: bool = False) -> ExportSummary:
     """Write the export into `output_dir` (new or empty). `patient`: one patient's clinic ID, else everyone.
-    records.csv is written last, so a folder with one is a complete export."""
+    `training_only`: only the examinations with a histopathology outcome of the seven classes (the retraining's
+    data). records.csv is written last, so a folder with one is a complete export."""
     output_dir = Path(output_dir)
     who: Patient | None = None
     if patient is not None:
@@ -116,7 +118,8 @@ def export_records(store: RecordStore, output_dir: Path, *, patient: str | None 
     if report_writer is not None:
         reports.mkdir(mode=0o700)
     summary = ExportSummary(output_dir)
-    records = list(store.all_for_export(who.id if who is not None else None))
+    records = [r for r in store.all_for_export(who.id if who is not None else None)
+               if not training_only or r.histopathology in CLASS_CODES]
     patients: dict[int, Patient | None] = {}
     rows: list[list[str]] = []
     training: dict[str, list[str]] = {}  # by image sha256: the same file examined twice is one training image

@@ -2,26 +2,49 @@
 
 A candidate not shown better than the active models needs an explicit override in a box that defaults to
 No and says how much worse it is; once installed so, a banner in the main window and every result say the
-models are unvalidated until they are rolled back (issue 14, point 4).
+models are unvalidated until they are rolled back (issue 14, point 4). The dialog starts from the active
+models by default, marks the architectures they lack, trains on a folder or on this clinic's records with a
+histopathology outcome, can mix in the original data, and shows both comparisons and the small-data notes
+(issue 16); every string it shows goes through Qt's translation (issue 18, point 9).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QTranslator
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QComboBox,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QSpinBox,
+    QWidget,
+)
 
+from lesion_desktop import registry
 from lesion_desktop.classes import CLASS_CODES
+from lesion_desktop.imageio import load_image
 from lesion_desktop.paths import model_store_dir
+from lesion_desktop.qt import retrain_dialog
+from lesion_desktop.registry import ARCHITECTURES
 from lesion_desktop.settings import Settings
 from lesion_desktop.store import ModelStore, installation_record
-from tests.helpers import HAM, require_data
+from tests.helpers import HAM, REPO, require_data
 from tests.training_data import make_class_folders
+from training.data import read_dataset
 from training.pipeline import Comparison, RetrainResult
+
+WEIGHTS = REPO.parent / "shared" / "weights"
 
 WORSE_FIGURES = ("balanced accuracy 0.520 vs 0.770 (-0.250, 95% interval -0.300 to -0.200), "
                  "melanoma recall 0.000 vs 0.710 (-0.710, 95% interval -0.800 to -0.620)")
@@ -40,7 +63,7 @@ def data_folder(tmp_path):
     return make_class_folders(tmp_path / "clinic-data", per_class=10)
 
 
-def _fill(dlg, data_folder) -> None:
+def _fill(dlg, data_folder, init: str | None = "random") -> None:
     dlg.data_edit.setText(str(data_folder))
     for name, box in dlg.arch_boxes.items():
         box.setChecked(name == "baseline_cnn")
@@ -48,7 +71,8 @@ def _fill(dlg, data_folder) -> None:
     dlg.epoch_spins["top"].setValue(0)
     dlg.epoch_spins["all"].setValue(1)
     dlg.size_edit.setText("48x64")
-    dlg.imagenet_combo.setCurrentIndex(dlg.imagenet_combo.findData("none"))
+    if init is not None:
+        dlg.init_combo.setCurrentIndex(dlg.init_combo.findData(init))
     dlg.batch_spin.setValue(16)
     dlg.max_batches_spin.setValue(2)
 
@@ -58,9 +82,10 @@ def test_retrain_to_the_end_install_and_roll_back(qtbot, make_window, installed_
     w = make_window(Settings(device="cpu"))
     assert w.engine.ensemble.path == installed_tiny and w.engine.version == "tiny-test-ensemble"
     dlg = w.open_retrain()
-    _fill(dlg, data_folder)
+    _fill(dlg, data_folder, init=None)  # the default: from the active (tiny) models
     cfg = dlg.config()
-    assert (cfg.architectures, cfg.input_size, cfg.imagenet, cfg.max_batches) == (["baseline_cnn"], (48, 64), "none", 2)
+    assert (cfg.architectures, cfg.input_size, cfg.init, cfg.max_batches) == (["baseline_cnn"], (48, 64), "active", 2)
+    assert cfg.mix_data is None
     assert (cfg.epochs_head, cfg.epochs_top, cfg.epochs_all, cfg.device) == (1, 0, 1, "cpu")
     progress: list[float] = []
     etas: list[str] = []
@@ -70,6 +95,9 @@ def test_retrain_to_the_end_install_and_roll_back(qtbot, make_window, installed_
         dlg.start_button.click()
         assert dlg.cancel_button.isEnabled() and not dlg.start_button.isEnabled()
     result = blocker.args[0]
+    started = json.loads((result.ensemble_dir / "manifest.json").read_text())["training"]
+    assert started["init"] == "active" and started["initialised_from"]["baseline_cnn"]["init"] == "active"
+    assert Path(started["initialised_from"]["baseline_cnn"]["from"]).parent == installed_tiny
     assert progress and progress[-1] == 1000 and dlg.progress_bar.value() == 1000
     assert dlg.loss_plot.points and dlg.acc_plot.points  # live curves were fed by partial events
     assert any("left" in e for e in etas)  # an ETA was shown while it ran
@@ -189,7 +217,8 @@ def _finish_training(qtbot, dlg, monkeypatch, result: RetrainResult, tmp_path: P
         dlg.start_button.click()
         qtbot.waitUntil(lambda: dlg.status_label.text().startswith("Training"), timeout=300000)
         locked = [dlg.inputs_box, dlg.data_edit, dlg.arch_boxes["baseline_cnn"], dlg.epoch_spins["all"],
-                  dlg.size_edit, dlg.imagenet_combo, dlg.batch_spin, dlg.max_batches_spin]
+                  dlg.size_edit, dlg.init_combo, dlg.batch_spin, dlg.max_batches_spin, dlg.records_radio,
+                  dlg.mix_check]
         assert not any(w.isEnabled() for w in locked)
         assert not dlg.start_button.isEnabled() and not dlg.install_button.isEnabled()
         assert "left" in dlg.eta_label.text() and dlg.progress_bar.value() == 100
@@ -205,7 +234,7 @@ def test_worse_models_need_an_override_and_stay_marked_until_rolled_back(qtbot, 
     _finish_training(qtbot, dlg, monkeypatch, _candidate(tmp_path, tiny_models, worse=True), tmp_path)
     assert "WORSE" in dlg.verdict_label.text() and WORSE_FIGURES in dlg.verdict_label.text()
     assert "812 validation images (640 lesions) that neither trained on" in dlg.verdict_label.text()
-    assert "same 812 images" in dlg.report_box.title()
+    assert "same 812 clinic images" in dlg.report_box.title()
     assert (dlg.report_table.item(0, 0).text(), dlg.report_table.item(0, 1).text()) == ("0.520", "0.770")
 
     dlg.install_button.click()
@@ -272,3 +301,208 @@ def test_retrain_dialog_fits_the_screen(make_window):
     dlg = make_window().open_retrain()
     room = dlg.screen().availableGeometry()
     assert dlg.width() <= room.width() and dlg.height() <= room.height()
+
+
+def test_retrain_dialog_fits_1024x768(make_window):
+    """The inputs need no more width than a 1024x768 screen gives the dialog (the body scrolls vertically)."""
+    dlg = make_window().open_retrain()
+    dlg.resize(1024 - 40, 768 - 60)
+    assert dlg.inputs_box.minimumSizeHint().width() <= 1024 - 40 - 2 * 11 - 20, dlg.inputs_box.minimumSizeHint()
+    assert dlg.minimumSizeHint().width() <= 1024 - 40
+
+
+@pytest.fixture
+def shipped_mobilenet(tmp_path, monkeypatch):
+    """The program's ImageNet folder holding MobileNetV2's published file only, and an empty torch cache."""
+    folder = tmp_path / "imagenet"
+    folder.mkdir()
+    (folder / "mobilenet_v2-b0353104.pth").symlink_to(WEIGHTS / "mobilenet_v2-b0353104.pth")
+    monkeypatch.setattr(registry, "shipped_imagenet_dir", lambda: folder)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return folder
+
+
+def test_the_dialog_starts_from_the_active_models_and_builds_the_config(make_window, shipped_mobilenet, tmp_path):
+    dlg = make_window().open_retrain()
+    assert (dlg.init_combo.currentIndex(), dlg.init_combo.currentData()) == (0, "active")
+    assert dlg.init_combo.currentText() == "The active models (recommended)"
+    assert dlg.chosen_architectures() == ["baseline_cnn"]  # the active (tiny) ensemble's architecture, ticked
+    # each architecture says whether the active models have it, and whether ImageNet weights are there
+    assert dlg.arch_active_labels["baseline_cnn"].text() == "in the active models"
+    assert {dlg.arch_active_labels[a].text() for a in ARCHITECTURES if a != "baseline_cnn"} == {
+        "not in the active models"}
+    assert dlg.arch_imagenet_labels["mobilenet_v2"].text() == "ImageNet weights shipped"
+    assert dlg.arch_imagenet_labels["densenet201"].text() == "no ImageNet weights"
+
+    clinic, original = tmp_path / "clinic", tmp_path / "ham"
+    clinic.mkdir()
+    original.mkdir()
+    dlg.data_edit.setText(str(clinic))
+    cfg = dlg.config()
+    assert (cfg.data, cfg.init, cfg.architectures, cfg.mix_data) == (str(clinic), "active", ["baseline_cnn"], None)
+    dlg.mix_check.setChecked(True)
+    dlg.mix_edit.setText(str(original))
+    dlg.mix_ratio_spin.setValue(0.5)
+    cfg = dlg.config()
+    assert (cfg.mix_data, cfg.mix_ratio) == (str(original), 0.5)
+    dlg.mix_edit.setText(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="original training data"):
+        dlg.config()
+    dlg.mix_check.setChecked(False)
+    assert dlg.config().mix_data is None
+
+    # ImageNet weights can be chosen only when every chosen architecture has them
+    imagenet = dlg.init_combo.model().item(dlg.init_combo.findData("imagenet"))
+    assert not imagenet.isEnabled()  # baseline_cnn has none
+    dlg.arch_boxes["baseline_cnn"].setChecked(False)
+    dlg.arch_boxes["mobilenet_v2"].setChecked(True)
+    assert imagenet.isEnabled()
+    dlg.init_combo.setCurrentIndex(dlg.init_combo.findData("imagenet"))
+    assert dlg.config().init == "imagenet"
+    dlg.arch_boxes["densenet201"].setChecked(True)
+    assert not imagenet.isEnabled() and "No usable ImageNet weights for: densenet201." in dlg.init_hint.text()
+    with pytest.raises(ValueError, match="no usable ImageNet weights for densenet201"):
+        dlg.config()
+    dlg.init_combo.setCurrentIndex(dlg.init_combo.findData("random"))
+    assert dlg.config().init == "random"
+    # from the active models: what the architectures they lack start from is said before starting
+    dlg.init_combo.setCurrentIndex(dlg.init_combo.findData("active"))
+    hint = dlg.init_hint.text()
+    assert "Not in the active models, so starting from ImageNet weights: mobilenet_v2." in hint
+    assert "without ImageNet weights, so starting from random weights: densenet201." in hint
+
+
+def test_the_clinics_records_are_exported_and_fed_to_the_pipeline(qtbot, make_window, tiny_models, tmp_path,
+                                                                  monkeypatch):
+    require_data()
+    w = make_window(Settings(models_dir=str(tiny_models), device="cpu"))
+    images = sorted((HAM / "images").glob("*.jpg"))[:8]
+    outcomes = ["mel", "mel", "nv", "nv", "nv", "bcc", "other", ""]
+    for path, outcome in [*zip(images, outcomes, strict=True), (images[0], "mel")]:  # the first file twice
+        rec = w.store.add(load_image(path), [1 / 7] * 7, source_name=path.name, model_version="tiny",
+                          original=path)
+        if outcome:
+            w.store.set_histopathology(rec.id, outcome)
+    dlg = w.open_retrain()
+    dlg.records_radio.setChecked(True)
+    assert not dlg.data_edit.isEnabled()
+    assert ("6 examinations with a histopathology outcome: akiec 0, bcc 1, bkl 0, df 0, mel 2, nv 3, vasc 0."
+            in dlg.records_label.text())
+    seen: dict = {}
+
+    def fake_retrain(progress, cfg, active_dir):
+        """What the pipeline gets: read with the pipeline's own reader."""
+        data = Path(cfg.data)
+        seen.update(cfg=cfg, active=active_dir, counts=read_dataset(data, min_per_class=0).counts(),
+                    exported=sorted(p.name for p in (data / "images").iterdir()))
+        return _candidate(tmp_path, tiny_models, worse=True)
+
+    monkeypatch.setattr("lesion_desktop.qt.retrain_dialog._run_retrain", fake_retrain)
+    dlg.start_button.click()
+    assert dlg.status_label.text() == "Exporting 6 examinations with a histopathology outcome (bcc 1, mel 2, nv 3)…"
+    qtbot.waitUntil(lambda: not dlg.running, timeout=300000)
+    assert dlg.candidate is not None, dlg.status_label.text()
+    cfg = seen["cfg"]
+    assert Path(cfg.data) == dlg.work_dir / "clinic-records" and cfg.init == "active"
+    assert seen["active"] == tiny_models
+    assert seen["counts"] == {**dict.fromkeys(CLASS_CODES, 0), "bcc": 1, "mel": 2, "nv": 3}
+    assert len(seen["exported"]) == 7  # the confirmed examinations only: not 'other', not the one without
+    # an empty history cannot be chosen as the data
+    for rid in w.store.ids():
+        w.store.set_histopathology(rid, "")
+    dlg.refresh()
+    assert "No examination in this clinic's records has a histopathology outcome yet" in dlg.records_label.text()
+    with pytest.raises(ValueError, match="choose a data folder instead"):
+        dlg.config()
+
+
+def test_the_report_shows_both_comparisons_and_the_notes(qtbot, make_window, installed_tiny, tiny_models, tmp_path,
+                                                         monkeypatch):
+    w = make_window(Settings(device="cpu"))
+    dlg = w.open_retrain()
+    result = _candidate(tmp_path, tiny_models, worse=False)
+    result.reference = Comparison(2003, 0, 1500, 1100, 160, _metrics(0.70, 0.60), _metrics(0.71, 0.62),
+                                  {"balanced_accuracy": [-0.03, 0.01], "melanoma_recall": [-0.06, 0.02],
+                                   "unit": "lesion"})
+    note = "df: only 2 validation lesions, too few to judge its recall."
+    result.notes = [note]
+    _finish_training(qtbot, dlg, monkeypatch, result, tmp_path)
+    table = dlg.report_table
+    assert not table.isColumnHidden(2) and not table.isColumnHidden(3)
+    assert [table.item(0, c).text() for c in range(4)] == ["0.800", "0.770", "0.700", "0.710"]
+    headers = [table.horizontalHeaderItem(c).text() for c in range(4)]
+    assert headers[0] == "New models\nclinic\n812 images" and headers[3] == "Active models\noriginal data\n1500 images"
+    verdict = dlg.verdict_label.text()
+    assert verdict.startswith("The new models are better than the active ones on 812 validation images")
+    assert "On the original training data (1500 original validation images (1100 lesions)" in verdict
+    assert verdict.rstrip().endswith(note)
+
+
+def test_without_original_data_only_the_clinic_columns_show(qtbot, make_window, installed_tiny, tiny_models,
+                                                            tmp_path, monkeypatch):
+    dlg = make_window(Settings(device="cpu")).open_retrain()
+    _finish_training(qtbot, dlg, monkeypatch, _candidate(tmp_path, tiny_models, worse=False), tmp_path)
+    assert dlg.report_table.isColumnHidden(2) and dlg.report_table.isColumnHidden(3)
+    assert dlg.report_table.horizontalHeaderItem(0).text() == "New models\nclinic\n812 images"
+
+
+def _qt_tool(name: str) -> str:
+    tool = Path(sys.executable).with_name(name)
+    found = str(tool) if tool.exists() else shutil.which(name)
+    assert found, f"{name} (PySide6's Qt Linguist tools) is needed to make a translation"
+    return found
+
+
+def _shown_texts(dlg: QWidget) -> list[str]:
+    """Every text the dialog shows or announces: labels, buttons, titles, placeholders, items, headers, tips."""
+    texts = [dlg.windowTitle()]
+    for w in dlg.findChildren(QWidget):
+        texts.append(w.toolTip())
+        if isinstance(w, QLabel | QAbstractButton):
+            texts.append(w.text())
+        elif isinstance(w, QGroupBox):
+            texts.append(w.title())
+        elif isinstance(w, QLineEdit):
+            texts.append(w.placeholderText())
+        elif isinstance(w, QComboBox):
+            texts += [w.itemText(i) for i in range(w.count())]
+        elif isinstance(w, QSpinBox):
+            texts.append(w.specialValueText())
+    table = dlg.report_table
+    texts += [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    texts += [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
+    return [t for t in texts if t.strip()]
+
+
+def test_every_string_the_dialog_shows_goes_through_qt_translation(qapp, make_window, tmp_path):
+    """pyside6-lupdate finds the dialog's strings under the context used at run time; with every one of them
+    'translated' to a marked copy, no text the dialog shows is left unmarked (architecture names aside)."""
+    ts, qm = tmp_path / "lesion_desktop_xx.ts", tmp_path / "lesion_desktop_xx.qm"
+    subprocess.run([_qt_tool("pyside6-lupdate"), retrain_dialog.__file__, "-ts", str(ts)], check=True,
+                   capture_output=True)
+    tree = ET.parse(ts)
+    contexts = {c.findtext("name") for c in tree.getroot().iter("context")}
+    assert contexts == {"RetrainDialog"}, contexts
+    sources = []
+    for message in tree.getroot().iter("message"):
+        translation = message.find("translation")
+        sources.append(message.findtext("source"))
+        translation.text = "‹" + message.findtext("source") + "›"
+        translation.attrib.pop("type", None)
+    assert "The active models (recommended)" in sources and "{n} images" in sources
+    assert not [s for s in sources if "{}" in s]  # named placeholders only
+    tree.write(ts, encoding="utf-8", xml_declaration=True)
+    subprocess.run([_qt_tool("pyside6-lrelease"), str(ts), "-qm", str(qm)], check=True, capture_output=True)
+    translator = QTranslator()
+    assert translator.load(str(qm))
+    qapp.installTranslator(translator)
+    try:
+        dlg = make_window().open_retrain()
+        dlg.records_radio.setChecked(True)
+        dlg.start()  # an error message of the dialog's own
+        texts = _shown_texts(dlg)
+        unmarked = [t for t in texts if "‹" not in t and t not in ARCHITECTURES and not Path(t).is_absolute()]
+        assert not unmarked, unmarked
+        assert "‹No examination in this clinic's records has a histopathology outcome" in dlg.status_label.text()
+    finally:
+        qapp.removeTranslator(translator)
