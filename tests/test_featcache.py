@@ -174,6 +174,7 @@ def best_tau(cs: CacheSet, split: str) -> float:
     return TAUS[-max(scored)[2]]
 
 
+@pytest.mark.slow  # two full ablations on synthetic data (heads included): 10-60 s
 def test_tau_is_chosen_on_validation_and_test_labels_never_matter():
     cs = synthetic_cache(c_val=0.8, c_test=-0.6)
     on_val, on_test = best_tau(cs, "val"), best_tau(cs, "test")
