@@ -219,7 +219,7 @@ def test_retrain_with_original_data_compares_on_original_images_neither_saw(tmp_
     assert ref.n_images == len(compared) == len(original_ds.records) - len(trained)
     assert ref.n_excluded == len(trained)
     # the verdict says what the original images show
-    assert "On the original training data" in res.verdict.summary
+    assert f"Images of the original training data: Only {ref.n_images} validation images" in res.verdict.summary
     assert load_ensemble(res.ensemble_dir).manifest["training"]["mixed_images"] == len(mixed)
 
 
@@ -294,7 +294,7 @@ def test_a_candidate_worse_on_the_original_images_needs_the_override():
     assert not install_verdict(clinic).needs_override
     forgot = compare_on_unseen(_one_hot(labels), old, labels, groups, ids, set())  # forgot the original data
     v = install_verdict(clinic, forgot, ["df: a note"])
-    assert v.needs_override and v.worse and "On the original training data" in v.summary
+    assert v.needs_override and v.worse and "images of the original training data" in v.summary
     assert "WORSE" in v.summary and v.summary.endswith("df: a note")
 
 
@@ -324,3 +324,23 @@ def test_retrain_command_runs_from_the_active_models_and_prints_the_report(tmp_p
     training = json.loads((tmp_path / "w" / "candidate" / "manifest.json").read_text())["training"]
     assert training["init"] == "active" and training["initialised_from"][ARCH]["init"] == "active"
     assert (training["mix_data"], training["mix_ratio"]) == (str(original), 0.5) and training["mixed_images"] > 0
+
+
+def test_agreement_between_two_model_folders_on_the_same_photos(tmp_path, capsys):
+    from tests.helpers import FULLRES, make_tiny_ensemble
+    from training.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in sorted((FULLRES / "images").iterdir())[:6]:
+        shutil.copy(p, photos)
+    a = make_tiny_ensemble(tmp_path / "a")
+    b = _active(tmp_path / "b", set())
+    assert main(["agreement", str(a), str(photos), "--against", str(a)]) == 0
+    assert "6 photos: top class agrees for 100.0%" in capsys.readouterr().out
+    from training.robustness import model_agreement
+
+    r = model_agreement(a, b, photos)
+    assert r.n == 6 and r.mean_abs_difference > 0
+    assert len(r.disagreements) == round((1 - r.agreement) * 6)
+    assert main(["agreement", str(a), str(photos)]) == 2  # neither copies nor --against

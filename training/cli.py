@@ -215,21 +215,31 @@ def recall_table(c: Comparison) -> str:
 
 def cmd_agreement(a: argparse.Namespace) -> int:
     from training.progress import TerminalProgress
-    from training.robustness import size_agreement
+    from training.robustness import model_agreement, size_agreement
 
+    if (a.copies is None) == (a.against is None):
+        print("error: give either a folder of copies (full size vs copy) or --against MODELS (two model folders "
+              "on the same photos)", file=sys.stderr)
+        return 2
     prog = TerminalProgress("agreement")
     try:
-        r = size_agreement(Path(a.models), Path(a.full), Path(a.copies), device=a.device, tta=a.tta, progress=prog)
+        if a.against:
+            r = model_agreement(Path(a.models), Path(a.against), Path(a.full), device=a.device, tta=a.tta,
+                                progress=prog)
+        else:
+            r = size_agreement(Path(a.models), Path(a.full), Path(a.copies), device=a.device, tta=a.tta,
+                               progress=prog)
     finally:
         prog.close()
     for problem in r.problems[:20]:
         print("  skipped:", problem)
+    first, second = ("these models", "the others") if a.against else ("full size", "copy")
     for name, big, small in r.disagreements:
-        print(f"  {name}: full size {big}, copy {small}")
+        print(f"  {name}: {first} {big}, {second} {small}")
     met = r.met(a.min_agreement, a.max_difference)
-    print(f"{r.n} pairs: top class agrees for {r.agreement:.1%} (target {a.min_agreement:.0%}), mean absolute "
-          f"probability difference {r.mean_abs_difference:.4f} (target {a.max_difference}): "
-          + ("met" if met else "NOT met"))
+    print(f"{r.n} {'photos' if a.against else 'pairs'}: top class agrees for {r.agreement:.1%} (target "
+          f"{a.min_agreement:.0%}), mean absolute probability difference {r.mean_abs_difference:.4f} (target "
+          f"{a.max_difference}): " + ("met" if met else "NOT met"))
     return 0 if met else 1
 
 
@@ -343,10 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", help="model store folder (default: the app's data folder)")
     r.set_defaults(func=cmd_rollback)
 
-    ag = sub.add_parser("agreement", help="do full-size photos get the answer their training-size copies get?")
+    ag = sub.add_parser("agreement", help="do full-size photos get the answer their training-size copies get? "
+                                          "(with --against: do two model folders give the same answers?)")
     ag.add_argument("models", help="ensemble or bundle folder")
     ag.add_argument("full", help="folder of full-size images")
-    ag.add_argument("copies", help="folder of the same images at training size (matched by file name)")
+    ag.add_argument("copies", nargs="?",
+                    help="folder of the same images at training size (matched by file name); not with --against")
+    ag.add_argument("--against", metavar="MODELS",
+                    help="another ensemble or bundle folder (e.g. the active models, next to a retrained candidate): "
+                         "compare the two on the full-size images instead")
     ag.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     ag.add_argument("--tta", action="store_true", help="average over flips and 90-degree rotations")
     ag.add_argument("--min-agreement", dest="min_agreement", type=float, default=0.95,

@@ -161,15 +161,15 @@ def install_verdict(c: Comparison | None, reference: Comparison | None = None,
 
 
 def reference_sentence(r: Comparison) -> tuple[str, bool]:
-    """What the original data's unseen validation images say; True when the new models are shown worse there."""
+    """What the original data's unseen images say; True when the new models are shown worse there."""
     figures = compared_figures(r)
-    on = f"{r.n_images} original validation images ({r.n_lesions} lesions) that neither trained on"
     if r.problem or not figures:
-        return f"On the original training data: {r.problem or 'no comparison could be made.'}", False
+        return f"Images of the original training data: {r.problem or 'none could be compared.'}", False
     ba, mel = _changes(r)
     worse = bool(ba and ba[1] < 0) or bool(mel and mel[1] < 0)
-    verb = "They are WORSE than the active ones" if worse else "Compared with the active ones"
-    return f"On the original training data ({on}): {verb}: {figures}.", worse
+    verb = "the new models are WORSE than the active ones" if worse else "new vs active"
+    return (f"On {r.n_images} images of the original training data ({r.n_lesions} lesions) that neither trained on, "
+            f"{verb}: {figures}.", worse)
 
 
 def _changes(c: Comparison) -> tuple[Any, Any]:

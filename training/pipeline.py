@@ -156,7 +156,7 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
     split_file, data_dir = data.split_file, str(data.data_dir)
     built = build_ensemble(
         member_dirs, work / "candidate", data=data_dir, split_file=str(split_file), cache_dir=cache_dir,
-        name=f"retrained-{time.strftime('%Y%m%d-%H%M')}", progress=progress,
+        name=f"retrained-{time.strftime('%Y%m%d-%H%M')}", progress=ScaledProgress(progress, 0.92, 0.94),
         training={"command": cfg.command, "data": cfg.data, "architectures": cfg.architectures,
                   "init": cfg.init, "initialised_from": {a: _start_summary(s) for a, s in starts.items()},
                   "mix_data": cfg.mix_data, "mix_ratio": cfg.mix_ratio if cfg.mix_data else None,
@@ -165,17 +165,18 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
     if cfg.export_onnx:
         _export_graphs(built.path, progress)
     if cfg.fit_scope:
-        _fit_scope(built.path, data_dir, split_file, cache_dir, progress)
+        _fit_scope(built.path, data_dir, split_file, cache_dir, ScaledProgress(progress, 0.95, 0.96))
     comparison = reference = None
     if active is not None:
         if progress is not None:
             progress.report(0.96, "Scoring the active models on the same validation images")
-        comparison = _compare_with_active(built, active, data_dir, split_file, cache_dir, progress)
+        comparison = _compare_with_active(built, active, data_dir, split_file, cache_dir,
+                                          ScaledProgress(progress, 0.96, 0.98))
         notes += small_class_notes(comparison.few_lesions) if comparison.candidate else []
         if data.mix is not None:
             if progress is not None:
                 progress.report(0.98, "Scoring both on original images neither was trained on")
-            reference = _reference_comparison(built, active, data, cache_dir, work, progress)
+            reference = _reference_comparison(built, active, data, cache_dir, work, ScaledProgress(progress, 0.98, 1))
             notes += small_class_notes(reference.few_lesions, "original validation") if reference.candidate else []
     metrics = dict(built.val_metrics, per_class={k: dict(v) for k, v in built.val_metrics["per_class"].items()})
     if comparison is None or comparison.candidate is None:  # the only figures shown: say which cannot be judged
@@ -298,7 +299,7 @@ def _fit_scope(ensemble_dir: Path, data: str, split_file: Path, cache_dir: Path,
             log.warning("No scope gate fitted for %s: a member gives no pooled features", ensemble_dir)
             return
         if progress is not None:
-            progress.report(0.95, "Fitting the scope gate (which images the new models can judge)")
+            progress.report(0.0, "Fitting the scope gate (which images the new models can judge)")
         model, figures = fit_scope(engine, data, split_file, cache_dir, progress=progress)
         write_scope(model, figures, ensemble_dir, ensemble_dir)
     except Exception:  # the candidate stays usable with the image checks alone
@@ -346,9 +347,9 @@ def _reference_comparison(built: BuiltEnsemble, active_dir: Path, data: RetrainD
     save_split(split_file, {"train": [], "val": ids, "test": []}, seed=0, data_fingerprint="")
     try:
         active_probs, sp = ensemble_probs(active_dir, data=str(data.mix.root), split_file=str(split_file),
-                                          which="val", cache_dir=cache_dir, progress=progress)
+                                          which="val", cache_dir=cache_dir, progress=ScaledProgress(progress, 0, 0.5))
         new_probs, sp_new = ensemble_probs(built.path, data=str(data.mix.root), split_file=str(split_file),
-                                           which="val", cache_dir=cache_dir, progress=progress)
+                                           which="val", cache_dir=cache_dir, progress=ScaledProgress(progress, 0.5, 1))
     except CancelledError:
         raise
     except LesionError as e:

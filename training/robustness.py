@@ -1,7 +1,9 @@
-"""Do full-size photos get the answer their training-size copies get? (issue #3, item 4)
+"""Do full-size photos get the answer their training-size copies get? (issue #3, item 4) And do two model
+folders give the same answers? (issue #16: a retrained candidate next to the active models)
 
 The training copies are small (HAM10000 at 200x150); photos in use arrive at full size. For pairs of the
-same image at both sizes (matched by file name), this compares an ensemble's top class and probabilities.
+same image at both sizes (matched by file name), `size_agreement` compares an ensemble's top class and
+probabilities; `model_agreement` compares two ensembles on the same photos, through the app's own engine.
 """
 
 from __future__ import annotations
@@ -75,4 +77,44 @@ def size_agreement(models_dir: Path, full_dir: Path, copies_dir: Path, *, device
     n = len(diffs)
     if n == 0:
         raise DatasetError("None of the image pairs could be read.")
+    return SizeAgreement(n, agree / n, float(np.mean(diffs)), disagreements, problems)
+
+
+def _images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is not a folder.")
+    found = sorted(x for x in folder.iterdir() if x.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise DatasetError(f"{folder} holds no images.")
+    return found
+
+
+def model_agreement(models_dir: Path, other_dir: Path, images_dir: Path, *, device: str = "cpu", tta: bool = False,
+                    batch: int = 25, progress: Progress | None = None) -> SizeAgreement:
+    """How often two model folders give each photo in `images_dir` the same top class, and how far their
+    probabilities differ (disagreements list the photo, `models_dir`'s top class and `other_dir`'s)."""
+    paths = _images(images_dir)
+    engines = load_engine(models_dir, device=device, tta=tta), load_engine(other_dir, device=device, tta=tta)
+    problems: list[str] = []
+    agree, diffs, disagreements = 0, [], []
+    for i in range(0, len(paths), batch):
+        check_cancel(progress)
+        chunk, images = [], []
+        for p in paths[i : i + batch]:
+            try:
+                images.append(load_image(p))
+                chunk.append(p)
+            except ImageLoadError as e:
+                problems.append(f"{p.name}: {e}")
+        for p, a, b in zip(chunk, engines[0].predict(images), engines[1].predict(images), strict=True):
+            agree += int(a.top_index == b.top_index)
+            diffs.append(float(np.abs(a.probabilities - b.probabilities).mean()))
+            if a.top_index != b.top_index:
+                disagreements.append((p.name, CLASS_CODES[a.top_index], CLASS_CODES[b.top_index]))
+        if progress is not None:
+            progress.report(min(1.0, (i + batch) / len(paths)), f"Compared {min(i + batch, len(paths))} photos")
+    n = len(diffs)
+    if n == 0:
+        raise DatasetError("None of the photos could be read.")
     return SizeAgreement(n, agree / n, float(np.mean(diffs)), disagreements, problems)
