@@ -29,6 +29,7 @@ TAUS = tuple(round(float(t), 2) for t in np.arange(-1.0, 1.501, 0.05))
 WEIGHT_STEPS = tuple(round(float(w), 2) for w in np.arange(0.0, 1.001, 0.05))
 HEAD_L2 = (1e-3, 1e-2, 3e-2, 1e-1)
 VAL_HEAD_L2 = (0.1, 1.0, 10.0)
+FUSION_L2 = (0.03, 0.1, 0.3, 1.0)
 FOLDS = 5
 
 
@@ -285,6 +286,39 @@ def val_fitted_heads(lab: Lab, l2: float, k: int = FOLDS) -> np.ndarray:
     return out
 
 
+def fusion_val_probs(lab: Lab, l2: float) -> np.ndarray:
+    """One class-balanced head over both members' concatenated training features (late fusion), T fitted on val."""
+    from lesion_desktop.inference.runner import calibrated_softmax
+    from training.calibrate import fit_temperature
+
+    def stacked(split: str) -> np.ndarray:
+        return np.concatenate([m.features[(split, "plain")] for m in lab.cs.members], axis=1)
+
+    weight, bias = fit_head(stacked("train"), lab.cs.splits["train"].labels, l2)
+    z = stacked("val") @ weight.T + bias
+    return calibrated_softmax(z, fit_temperature(z, lab.cs.splits["val"].labels))
+
+
+def selection_key(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Higher is better: balanced accuracy, then lower NLL (as `select` orders candidates)."""
+    ba, nll = ba_nll(p, y)
+    return ba, -nll
+
+
+def cross_fit_arrays(candidates: dict[str, np.ndarray], split: SplitData,
+                     k: int = FOLDS) -> tuple[np.ndarray, list[str]]:
+    """Like `cross_fitted`, for candidates given as validation probability arrays."""
+    folds = lesion_folds(split.lesions, k)
+    out = np.zeros_like(next(iter(candidates.values())))
+    chosen = []
+    for f in range(k):
+        rows = folds != f
+        name = max(candidates, key=lambda c: selection_key(candidates[c][rows], split.labels[rows]))
+        out[folds == f] = candidates[name][folds == f]
+        chosen.append(name)
+    return out, chosen
+
+
 @dataclass
 class Lever:
     name: str
@@ -399,6 +433,23 @@ def ablate(cs: CacheSet, log: Callable[[str], None] | None = None) -> dict[str, 
     rows.append(row)
     if log is not None:
         log(f"d3. val-fitted head: l2={l2:g} -> out-of-fold BA {row['in_sample']['balanced_accuracy']:.4f}")
+    if ("train", "plain") in cs.members[0].features and len(cs.members) > 1:
+        t1 = time.perf_counter()
+        val = cs.splits["val"]
+        cands = {f"l2={v:g}": fusion_val_probs(lab, v) for v in FUSION_L2}
+        name = max(cands, key=lambda c: selection_key(cands[c], val.labels))
+        oof, choices = cross_fit_arrays(cands, val)
+        row = {"lever": "d4. fused head over both members", "cost": "none (one 7x2560 head instead of two)",
+               "what": "one class-balanced linear head over both members' concatenated train features (late "
+                       "fusion), L2 chosen on validation, T fitted on validation",
+               "config": None, "label": f"fusion {name}", "in_sample": figures(lab, cands[name], "val", base),
+               "cross_fitted": figures(lab, oof, "val", base), "fold_choices": choices}
+        row["kept"], row["why"] = better(row)
+        row["seconds"] = time.perf_counter() - t1
+        rows.append(row)
+        if log is not None:
+            log(f"d4. fused head: {name} -> in-sample BA {row['in_sample']['balanced_accuracy']:.4f}, "
+                f"cross-fitted {row['cross_fitted']['balanced_accuracy']:.4f}")
     kept = [r for r in rows[1:] if r["kept"] and r["config"] is not None]
     chosen_cfg = combine_kept(lab, kept) if kept else base_cfg
     return {"rows": rows, "chosen": asdict(chosen_cfg), "chosen_label": chosen_cfg.label(),
