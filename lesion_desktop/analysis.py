@@ -39,7 +39,7 @@ BELOW_THRESHOLD = "below_threshold"
 
 # The assessment's wording, marked for translators (lesion_desktop.wording): the window and its PDF show it in the
 # clinic's language, the command line in English. A translation must be reviewed by a clinician (docs/translations.md).
-_NAMES = QT_TRANSLATE_NOOP("Assessment", "melanoma, basal cell carcinoma, actinic keratosis")  # MALIGNANT_NAMES
+_NAMES = QT_TRANSLATE_NOOP("Assessment", "actinic keratosis, basal cell carcinoma, melanoma")  # = MALIGNANT_NAMES
 _RATES = QT_TRANSLATE_NOOP("Assessment", "At {threshold} this warning fired for {melanoma} of the test melanomas "
                            "and {benign} of benign lesions.")
 _NOT_JUDGED = QT_TRANSLATE_NOOP("Assessment", "Not an image these models can judge")

@@ -28,9 +28,12 @@ RESOLUTIONS: tuple[tuple[int, int], ...] = ((640, 480), (800, 600), (1280, 720),
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
 
+_AUTOMATIC = QT_TRANSLATE_NOOP("Settings", "Automatic (GPU when available)")  # marked once, at import
+
+
 def device_choices() -> list[tuple[str, str]]:
     """(value, label) for every device this machine offers; each GPU is named, as the user knows it."""
-    choices = [("auto", QT_TRANSLATE_NOOP("Settings", "Automatic (GPU when available)")), ("cpu", "CPU")]
+    choices = [("auto", _AUTOMATIC), ("cpu", "CPU")]
     try:
         import torch
 
