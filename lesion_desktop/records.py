@@ -242,8 +242,9 @@ class Lesion:
     label: str
     created: str
 
-    def title(self) -> str:
-        return f"{self.body_site}: {self.label}" if self.label else self.body_site
+    def title(self, site_name: Callable[[str], str] = str) -> str:
+        """'back: left shoulder'; `site_name` shows the stored site in the clinic's language (the window's)."""
+        return f"{site_name(self.body_site)}: {self.label}" if self.label else site_name(self.body_site)
 
 
 @dataclass(frozen=True)
@@ -314,12 +315,13 @@ class Record(ClassProbabilities):
         except ValueError:
             return self.created
 
-    def filed_under(self) -> str:
+    def filed_under(self, site_name: Callable[[str], str] = str) -> str:
         """'P-0042 · Jane Doe, back: left shoulder', or '' for a quick examination not filed yet."""
         if self.lesion_id is None:
             return ""
         who = f"{self.patient_clinic_id} · {self.patient_name}" if self.patient_name else self.patient_clinic_id
-        site = f"{self.body_site}: {self.lesion_label}" if self.lesion_label else self.body_site
+        body = site_name(self.body_site)
+        site = f"{body}: {self.lesion_label}" if self.lesion_label else body
         return f"{who}, {site}"
 
     def load_image(self) -> np.ndarray:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lesion_desktop.qt.patient_bodymap import site_name
 from lesion_desktop.qt.translations import tr_core
 from lesion_desktop.records import Record, RecordStore
 
@@ -213,9 +214,9 @@ class HistoryPanel(QDockWidget):
             if r.lesion_id is not None:
                 exams.setdefault(r.lesion_id, []).append(r)
         for s in self.store.lesions(pid):
-            les = self._item(LESION, s.lesion.id, f"{s.lesion.title()} ({s.examinations})")
+            les = self._item(LESION, s.lesion.id, f"{s.lesion.title(site_name)} ({s.examinations})")
             les.setToolTip(0, translate("History", "{lesion}: {exams} examination(s); Timeline compares them").format(
-                lesion=s.lesion.title(), exams=s.examinations))
+                lesion=s.lesion.title(site_name), exams=s.examinations))
             item.addChild(les)
             for r in reversed(exams.get(s.lesion.id, [])):  # newest first
                 les.addChild(self._exam_item(r))
@@ -329,9 +330,9 @@ class HistoryPanel(QDockWidget):
             if rec is None:
                 return False
             text = (translate("History", "Delete the examination of {date} ({name}), filed under {filed}, and its "
-                              "stored image? This cannot be undone.") if rec.filed_under() else translate(
+                              "stored image? This cannot be undone.") if rec.filed_under(site_name) else translate(
                 "History", "Delete the examination of {date} ({name}) and its stored image? This cannot be undone.")
-                    ).format(date=rec.created_local(), name=rec.source_name, filed=rec.filed_under())
+                    ).format(date=rec.created_local(), name=rec.source_name, filed=rec.filed_under(site_name))
         elif kind == PATIENT:
             patient = self.store.get_patient(ident)
             if patient is None:
@@ -346,7 +347,7 @@ class HistoryPanel(QDockWidget):
                 return False
             n = len(self.store.examinations_of(ident))
             text = translate("History", "Delete the lesion '{lesion}' with its {n} examination(s) and their stored "
-                             "images? This cannot be undone.").format(lesion=lesion.title(), n=n)
+                             "images? This cannot be undone.").format(lesion=lesion.title(site_name), n=n)
         else:
             return False
         answer = QMessageBox.question(self, translate("History", "Delete from the records"), text)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from lesion_desktop.errors import CancelledError, LesionError
 from lesion_desktop.export import export_records
 from lesion_desktop.progress import Progress
+from lesion_desktop.qt.patient_bodymap import site_name
 from lesion_desktop.qt.patient_dialog import PatientDialog
 from lesion_desktop.qt.patient_exam_dialog import ExaminationDialog
 from lesion_desktop.qt.report_pdf import report_writer, write_record_report
@@ -151,7 +152,7 @@ class RecordsController(QObject):
             self.target_lesion = None
             return self.target_text()
         return translate("Records", "New examinations are filed under <b>{patient}</b>, {lesion}.").format(
-            patient=patient.title(), lesion=lesion.title())
+            patient=patient.title(), lesion=lesion.title(site_name))
 
     def update_bar(self) -> None:
         b = self.bar
@@ -169,7 +170,7 @@ class RecordsController(QObject):
             b.current_label.setText(translate("Records", "This examination is not filed under a patient."))
         else:
             b.current_label.setText(translate("Records", "This examination: {filed}.").format(
-                filed=rec.filed_under()))
+                filed=rec.filed_under(site_name)))
         same = rec.details.get("same_image_as") if rec is not None else None
         if isinstance(same, list) and same:  # the same file opened again: say so, it is not a new image
             b.current_label.setText(b.current_label.text() + " " + translate(

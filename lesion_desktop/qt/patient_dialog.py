@@ -189,7 +189,7 @@ class PatientDialog(QDialog):
             for s in self.store.lesions(patient.id):
                 last = translate("PatientDialog", ", last {date}").format(date=s.last_examination[:10]) \
                     if s.last_examination else ""
-                item = QListWidgetItem(f"{s.lesion.title()} (" + translate(
+                item = QListWidgetItem(f"{s.lesion.title(site_name)} (" + translate(
                     "PatientDialog", "{exams} examination(s)").format(exams=s.examinations) + f"{last})")
                 item.setData(ID_ROLE, s.lesion.id)
                 self.lesion_list.addItem(item)

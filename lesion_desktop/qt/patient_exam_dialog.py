@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_desktop.classes import CLASSES
+from lesion_desktop.qt.patient_bodymap import site_name
 from lesion_desktop.records import HISTOPATHOLOGY_OTHER, Record, RecordStore
 
 translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
@@ -36,7 +37,7 @@ class ExaminationDialog(QDialog):
         self.store = store
         self.record = record
         self.setWindowTitle(translate("ExaminationDialog", "Examination #{id}").format(id=record.id))
-        where = record.filed_under() or translate("ExaminationDialog", "not filed under a patient yet")
+        where = record.filed_under(site_name) or translate("ExaminationDialog", "not filed under a patient yet")
         head = QLabel(f"<b>{record.created_local()}</b> · {record.source_name}<br>{where}")
         head.setWordWrap(True)
         self.clinician = QLineEdit(record.clinician or clinician)

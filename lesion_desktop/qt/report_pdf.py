@@ -277,7 +277,7 @@ def _comparison_page(p: QPainter, width: float, height: float, earlier: Record, 
     """Page 2 of a follow-up: both images at one scale, each probability's change, FollowUp's sentence."""
     page = _Page(p, width)
     follow = FollowUp(earlier, later, rise_points / 100)
-    where = later.filed_under() or translate("Report", "this lesion")
+    where = later.filed_under(site_name) or translate("Report", "this lesion")
     page.text(translate("Report", "Follow-up comparison — {where}").format(where=where), 14, bold=True)
     try:
         earlier_image: np.ndarray | None = earlier.load_image()

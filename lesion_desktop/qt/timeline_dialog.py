@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from lesion_desktop.classes import CLASSES
 from lesion_desktop.errors import LesionError
 from lesion_desktop.qt.imaging import to_qimage
+from lesion_desktop.qt.patient_bodymap import site_name
 from lesion_desktop.qt.translations import tr_core
 from lesion_desktop.records import FollowUp, Record, RecordStore
 
@@ -110,10 +111,10 @@ class TimelineDialog(QDialog):
         patient = store.get_patient(lesion.patient_id)
         who = patient.title() if patient else "?"
         self.setWindowTitle(translate("Timeline", "Timeline: {patient}, {lesion}").format(patient=who,
-                                                                                          lesion=lesion.title()))
+                                                                                          lesion=lesion.title(site_name)))
         self.records: list[Record] = store.examinations_of(lesion_id)  # oldest first
-        title = QLabel(f"<b>{who}</b> · {lesion.title()} · " + translate("Timeline", "{n} examination(s)").format(
-            n=len(self.records)))
+        count = translate("Timeline", "{n} examination(s)").format(n=len(self.records))
+        title = QLabel(f"<b>{who}</b> · {lesion.title(site_name)} · {count}")
         self.list = QListWidget()
         self.list.setIconSize(QSize(48, 48))
         self.list.setMaximumWidth(260)
