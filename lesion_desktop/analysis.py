@@ -57,6 +57,10 @@ _BELOW = QT_TRANSLATE_NOOP("Assessment", "Malignant classes combined ({names}): 
                            "warning threshold.")
 _BELOW_HEADLINE = QT_TRANSLATE_NOOP("Assessment", "Malignant classes combined: {probability}")
 _NOT_SAVED = QT_TRANSLATE_NOOP("Assessment", "This result could not be saved in the history: {error}.")
+# what the window says while the models load (it gets them through a Qt signal, as plain strings: recognised)
+_LOADING = QT_TRANSLATE_NOOP("Analysis", "Loading the models from {where}…")
+_ACTIVE_STORE = QT_TRANSLATE_NOOP("Analysis", "the active model store")
+_WARMING = QT_TRANSLATE_NOOP("Analysis", "Warming up the models…")
 
 
 @dataclass(frozen=True)
@@ -219,10 +223,10 @@ def load_models(progress: Progress, holder: EngineHolder, models_dir: Path | Non
     """Load the models; without an explicit folder, fall back from damaged installed models (and say so)."""
     holder.set(None, "The models are still loading.")
     holder.notes = []
-    progress.report(0.1, f"Loading the models from {models_dir or 'the active model store'}…")
+    progress.report(0.1, Phrase(_LOADING, where=models_dir or Phrase(_ACTIVE_STORE)))
     try:
         engine, holder.notes = open_engine(models_dir=models_dir, device=device, tta=tta)
-        progress.report(0.7, "Warming up the models…")
+        progress.report(0.7, Phrase(_WARMING))
         engine.warm_up()
     except LesionError as e:
         holder.set(None, f"Loading them failed: {e}")

@@ -25,8 +25,9 @@ from typing import Any
 Translate = Callable[[str, str], str]  # (context, source text) -> text: QCoreApplication.translate's shape
 
 _TEMPLATES: dict[str, str] = {}  # template -> its context, in the order they were marked
-# The contexts whose sentences a result stores (its warnings, its scope reason): the only ones `recognise` reads back
-STORED_CONTEXTS = ("Assessment", "Scope", "ImageQuality")
+# The contexts whose sentences reach the window as plain strings (a result's stored warnings and scope reason; the
+# load progress, through a Qt signal): the only ones `recognise` reads back
+STORED_CONTEXTS = ("Assessment", "Scope", "ImageQuality", "Analysis")
 
 
 def QT_TRANSLATE_NOOP(context: str, text: str) -> str:  # noqa: N802 - the name pyside6-lupdate looks for

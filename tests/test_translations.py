@@ -260,6 +260,7 @@ def test_the_records_dialogs_and_the_assessment_in_german(qtbot, qapp, make_wind
     change, in the window and in its PDF alike."""
     from lesion_desktop.imageio import TOO_DARK, TOO_SMALL
     from lesion_desktop.qt import report_pdf
+    from lesion_desktop.qt.main_window import MainWindow
     from lesion_desktop.qt.patient_dialog import PatientDialog, PatientForm
     from lesion_desktop.qt.patient_exam_dialog import ExaminationDialog
 
@@ -270,6 +271,8 @@ def test_the_records_dialogs_and_the_assessment_in_german(qtbot, qapp, make_wind
         "BodySite": {"back": "Rücken"},
         "Records": {"Choose patient…": "Patient wählen…"},
         "Actions": {"&File": "&Datei"},
+        "Analysis": {"Loading the models from {where}…": "Die Modelle werden geladen aus {where}…",
+                     "the active model store": "dem Modellspeicher"},
         "Assessment": {"⚠ This image cannot rule out malignancy": "⚠ Dieses Bild kann Malignität nicht ausschließen",
                        "The image quality is poor ({problems}): retake it.":
                            "Die Bildqualität ist schlecht ({problems}): bitte neu aufnehmen."},
@@ -285,6 +288,12 @@ def test_the_records_dialogs_and_the_assessment_in_german(qtbot, qapp, make_wind
     try:
         store = RecordStore()
         lesion_id, exam_id = _records(store)
+        shown: list[str] = []
+        monkeypatch.setattr(MainWindow, "_show_idle_status", lambda self, t: shown.append(t))
+        w = make_window(Settings(device="cpu", warning_threshold=0.99))  # the bundled models, from the model store
+        assert "Die Modelle werden geladen aus dem Modellspeicher…" in shown  # the core's progress, translated
+        monkeypatch.undo()
+        w.close()
         w = make_window(Settings(models_dir=str(tiny_models), device="cpu", warning_threshold=0.99))
         assert w.records_ui.bar.choose_button.text() == "Patient wählen…"
         assert w.menuBar().actions()[0].text() == "&Datei"

@@ -290,7 +290,7 @@ class MainWindow(QMainWindow):
             self.result_panel.show_status(text)
 
     def _on_load_progress(self, _fraction: float, message: str) -> None:
-        self._show_idle_status(message)
+        self._show_idle_status(tr_core(message))  # the core's words, in the clinic's language
 
     def _on_engine_loaded(self, engine: EnsembleEngine) -> None:
         self._update_status_labels()
