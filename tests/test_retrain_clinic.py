@@ -344,3 +344,45 @@ def test_agreement_between_two_model_folders_on_the_same_photos(tmp_path, capsys
     assert r.n == 6 and r.mean_abs_difference > 0
     assert len(r.disagreements) == round((1 - r.agreement) * 6)
     assert main(["agreement", str(a), str(photos)]) == 2  # neither copies nor --against
+
+
+def test_members_from_the_active_models_keep_the_active_ensembles_weights(tmp_path):
+    from training.pipeline import MemberStart, active_weights
+
+    make_tiny_bundle(tmp_path / "active" / "m0", seed=1)
+    make_tiny_bundle(tmp_path / "active" / "m1", seed=2)
+    active = save_ensemble(tmp_path / "active", [("m0", 0.7), ("m1", 0.3)], name="a")
+    starts = [MemberStart("active", str(active / "m1")), MemberStart("active", str(active / "m0"))]
+    assert active_weights(starts, active) == pytest.approx([0.3, 0.7])
+    assert active_weights([starts[0], MemberStart("imagenet")], active) is None  # chosen on validation then
+    assert active_weights(starts, None) is None
+    # end to end: two architectures, weights off the 0.1 grid that choosing on validation searches
+    make_tiny_bundle(tmp_path / "mixed" / "a", seed=3)
+    torch.manual_seed(0)
+    save_bundle(build_model("mobilenet_v2"), tmp_path / "mixed" / "b", architecture="mobilenet_v2",
+                preprocess=PreprocessConfig(input_size=(48, 64)))
+    mixed = save_ensemble(tmp_path / "mixed", [("a", 0.65), ("b", 0.35)], name="m",
+                          training={"trained_image_ids": []})
+    clinic = make_ham_subset(tmp_path / "clinic", per_class=8)
+    res = retrain(_cfg(clinic, tmp_path / "work", architectures=["mobilenet_v2", ARCH], epochs_top=0,
+                       epochs_all=0), active_dir=mixed)
+    assert load_ensemble(res.ensemble_dir).weights == pytest.approx([0.35, 0.65])
+
+
+def test_a_fine_tune_no_epoch_of_which_beats_the_start_gives_back_the_start(tmp_path, clinic_and_original,
+                                                                              monkeypatch):
+    """The model as it starts competes with its epochs on validation (here every epoch scores worse)."""
+    from safetensors.torch import load_file
+
+    from training import trainer
+
+    clinic, _, _, active = clinic_and_original
+    scores = iter([0.9, 0.5, 0.6, 0.7])
+    real = trainer.evaluate_epoch
+    monkeypatch.setattr(trainer, "evaluate_epoch", lambda run: {**real(run), "balanced_accuracy": next(scores)})
+    res = retrain(_cfg(clinic, tmp_path / "work", epochs_top=1, epochs_all=2, max_batches=2), active_dir=active)
+    ens = load_ensemble(res.ensemble_dir)
+    assert ens.weights == [1.0] and ens.manifest["training"]["member_weights"] == "the active ensemble's"
+    got = load_file(str(res.ensemble_dir / f"0-{ARCH}" / "weights.safetensors"))
+    start = load_file(str(active / "m0" / "weights.safetensors"))
+    assert set(got) == set(start) and all(torch.equal(got[k], start[k]) for k in start)

@@ -114,19 +114,21 @@ class BuiltEnsemble:
 
 
 def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_file: str, cache_dir: Path,
-                   name: str, progress: Progress | None = None, training: dict[str, Any] | None = None
-                   ) -> BuiltEnsemble:
-    """Copy members into one folder, weight them on validation, and record val and test metrics."""
+                   name: str, progress: Progress | None = None, training: dict[str, Any] | None = None,
+                   weights: list[float] | None = None) -> BuiltEnsemble:
+    """Copy members into one folder, weight them on validation (or with the `weights` given), and record val and
+    test metrics."""
     members = [load_bundle(Path(d)) for d in member_dirs]
     val = member_probs(members, data, split_file, "val", cache_dir, progress)
-    weights = choose_weights(val.probs, val.labels)
-    val_probs = combine(val.probs, weights)
+    chosen = (np.asarray(weights, dtype=np.float64) / float(np.sum(weights)) if weights is not None
+              else choose_weights(val.probs, val.labels))
+    val_probs = combine(val.probs, chosen)
     val_metrics = evaluate(val_probs, val.labels, val.groups)
     test_metrics = None
     split = load_split(Path(split_file))
     if split["test"]:
         test = member_probs(members, data, split_file, "test", cache_dir, progress)
-        test_metrics = evaluate(combine(test.probs, weights), test.labels, test.groups)
+        test_metrics = evaluate(combine(test.probs, chosen), test.labels, test.groups)
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -135,7 +137,7 @@ def build_ensemble(member_dirs: list[Path], out_dir: Path, *, data: str, split_f
     for i, (d, m) in enumerate(zip(member_dirs, members, strict=True)):
         sub = f"{i}-{m.architecture}"
         shutil.copytree(d, out_dir / sub)
-        entries.append((sub, float(weights[i])))
+        entries.append((sub, float(chosen[i])))
     save_ensemble(out_dir, entries, name=name,
                   metrics={"val": _brief(val_metrics), "test": _brief(test_metrics) if test_metrics else None,
                            "split_file": str(split_file)},

@@ -97,6 +97,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> TrainResult:
     t0 = time.time()
     run = setup(cfg, progress, t0)
     state, resume_from = resume(run)
+    if cfg.init_from and not state.history and run.rank == 0:
+        _start_is_eligible(run, state)
     for pi in range(state.phase, len(run.phases)):
         if train_phase(run, state, pi, resume_from):
             break
@@ -329,6 +331,16 @@ def evaluate_epoch(run: Run) -> dict[str, Any]:
     _, probs = predict_probs(run.model, d.images(d.val), d.preprocess, run.device, run.cfg.eval_batch_size, 1.0,
                              run.progress)
     return evaluate(probs, d.labels[d.val])
+
+
+def _start_is_eligible(run: Run, state: TrainState) -> None:
+    """Fine-tuning a trained model: the model as it starts competes with its epochs, so that a fine-tune that
+    no epoch of which does better on validation gives back the model it started from."""
+    metrics = evaluate_epoch(run)
+    state.best = metrics["balanced_accuracy"]
+    _save_best(run.model, Path(run.cfg.out_dir) / BEST)
+    if run.progress is not None:
+        run.progress.report(0.0, f"As it starts: {headline(metrics)}")
 
 
 def _keep_if_best(run: Run, state: TrainState, phase: PhasePlan, ep: int, metrics: dict[str, Any]) -> None:
