@@ -386,3 +386,25 @@ def test_a_fine_tune_no_epoch_of_which_beats_the_start_gives_back_the_start(tmp_
     got = load_file(str(res.ensemble_dir / f"0-{ARCH}" / "weights.safetensors"))
     start = load_file(str(active / "m0" / "weights.safetensors"))
     assert set(got) == set(start) and all(torch.equal(got[k], start[k]) for k in start)
+
+
+def test_a_metadata_csv_may_name_where_each_image_lies(tmp_path):
+    """The `path` column (relative to the folder, or absolute) that a retrain's mix of two folders is read by."""
+    folder = tmp_path / "data"
+    (folder / "pics").mkdir(parents=True)
+    rows = [r for r in ham_rows() if r["dx"] == "nv"][:6]
+    for r in rows[:3]:
+        shutil.copy(HAM / "images" / f"{r['image_id']}.jpg", folder / "pics" / f"x{r['image_id']}.jpg")
+    with open(folder / "my_metadata.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["lesion_id", "image_id", "dx", "path"])
+        for r in rows[:3]:
+            w.writerow([r["lesion_id"], r["image_id"], "nv", f"pics/x{r['image_id']}.jpg"])
+        for r in rows[3:5]:
+            w.writerow([r["lesion_id"], r["image_id"], "nv", str(HAM / "images" / f"{r['image_id']}.jpg")])
+        w.writerow([rows[5]["lesion_id"], rows[5]["image_id"], "nv", "pics/missing.jpg"])
+    ds = read_dataset(folder, min_per_class=0)
+    assert [r.image_id for r in ds.records] == [r["image_id"] for r in rows[:5]]
+    assert ds.records[0].path == folder / "pics" / f"x{rows[0]['image_id']}.jpg"
+    assert ds.records[3].path == HAM / "images" / f"{rows[3]['image_id']}.jpg"
+    assert ds.problems == ["my_metadata.csv line 7: image 'pics/missing.jpg' not found, skipped"]
