@@ -408,3 +408,29 @@ def test_no_literal_text_reaches_the_user_without_translation():
         assert [line for line, _ in untranslated_literals(probe)] == [2, 3, 5]
     finally:
         probe.unlink()
+
+
+def test_a_translation_with_a_mistyped_placeholder_shows_english_instead_of_crashing(qapp, tmp_path, caplog):
+    """A clinic's translator misspells `{filed}`: formatting that message would raise KeyError in whatever
+    dialog shows it. The program uses the English text for that message (and logs which one), the rest of the
+    translation still applies."""
+    from PySide6.QtCore import QCoreApplication
+
+    messages = {"This examination: {filed}.": "Diese Untersuchung: {abgelegt}.",  # misspelt placeholder
+                "Report saved: {path}": "Bericht gespeichert: {path}",  # good
+                "History backed up to {folder}.": "Sicherung in {folder"}  # broken braces
+    body = "".join(f"<message><source>{_xml(s)}</source><translation>{_xml(t)}</translation></message>"
+                   for s, t in messages.items())
+    translators = _install(qapp, f'<?xml version="1.0" encoding="utf-8"?><!DOCTYPE TS><TS version="2.1" '
+                                 f'language="de"><context><name>Records</name>{body}</context></TS>', "de", tmp_path)
+    try:
+        shown = QCoreApplication.translate("Records", "This examination: {filed}.").format(filed="Rücken, L1")
+        assert shown == "This examination: Rücken, L1."
+        assert QCoreApplication.translate("Records", "History backed up to {folder}.").format(folder="X") == \
+            "History backed up to X."
+        assert QCoreApplication.translate("Records", "Report saved: {path}").format(path="a.pdf") == \
+            "Bericht gespeichert: a.pdf"
+        assert "This examination: {filed}." in caplog.text
+    finally:
+        for t in translators:
+            qapp.removeTranslator(t)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import string
 from importlib import resources
 from pathlib import Path
 
@@ -36,6 +37,40 @@ def translation_folders() -> list[Path]:
     return folders
 
 
+def placeholders(text: str) -> set[str] | None:
+    """The `{name}` fields of a message; None when its braces do not parse (a translation cannot be formatted)."""
+    try:
+        return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    except ValueError:
+        return None
+
+
+class CheckedTranslator(QTranslator):
+    """A clinic's translation, with each message's placeholders checked against the English source.
+
+    The program fills `{name}` fields in after translating; a translation that misspells, drops or adds one would
+    raise at that moment (or show a raw `{field}`). Such a message is not used: Qt then shows the English
+    source, and the log names the message once, so the translator can mend it.
+    """
+
+    def __init__(self, parent: QCoreApplication | None = None) -> None:
+        super().__init__(parent)
+        self._reported: set[tuple[str, str]] = set()
+
+    def translate(self, context: str, source: str, disambiguation: str | None = None, n: int = -1) -> str:
+        text = super().translate(context, source, disambiguation, n)
+        if not text or text == source:
+            return text
+        wanted = placeholders(source)
+        if wanted is None or placeholders(text) == wanted:
+            return text
+        if (context, source) not in self._reported:
+            self._reported.add((context, source))
+            log.warning("Translation %s: the text for %r (%s) has other {placeholders} than the English one; the "
+                        "English text is shown", self.filePath(), source, context)
+        return source  # (an empty string from Python would be shown as it is, not as "no translation")
+
+
 def install_translations(app: QCoreApplication, language: str | None = None) -> list[QTranslator]:
     """Install Qt's and the program's translations for `language` (default: $LESION_DESKTOP_LANGUAGE or the
     system's); returns the installed translators (the caller may remove them again)."""
@@ -47,7 +82,7 @@ def install_translations(app: QCoreApplication, language: str | None = None) -> 
         app.installTranslator(qt)
         installed.append(qt)
     for folder in translation_folders():
-        own = QTranslator(app)
+        own = CheckedTranslator(app)
         if folder.is_dir() and own.load(locale, CATALOGUE, "_", str(folder)):
             app.installTranslator(own)
             installed.append(own)
