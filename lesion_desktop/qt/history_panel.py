@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_desktop.qt.patient_bodymap import site_name
-from lesion_desktop.qt.translations import tr_core
+from lesion_desktop.qt.translations import diagnosis_name, tr_core
 from lesion_desktop.records import Record, RecordStore
 
 KEY_ROLE = Qt.ItemDataRole.UserRole  # "kind:id", one value per item (fewer calls into Qt per row)
@@ -51,7 +51,7 @@ def exam_text(r: Record) -> str:
         # the window shows no diagnosis for an image the models cannot judge: neither does its history row
         return "\n".join((r.created_local(), translate("History", "not a dermoscopy image"),
                           translate("History", "no diagnosis") + extra, r.source_name))
-    short = r.top_name.split(" (")[0].split(" /")[0]
+    short = diagnosis_name(r.top_index, "brief")  # in the clinic's language; the database keeps the code
     return "\n".join((r.created_local(), f"{r.probabilities.max():.0%} {short}", translate(
         "History", "malignant {p}").format(p=f"{r.malignant_probability:.0%}") + extra, r.source_name))
 

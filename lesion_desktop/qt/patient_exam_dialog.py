@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from lesion_desktop.classes import CLASSES
 from lesion_desktop.qt.patient_bodymap import site_name
+from lesion_desktop.qt.translations import diagnosis_name
 from lesion_desktop.records import HISTOPATHOLOGY_OTHER, Record, RecordStore
 
 translate = QCoreApplication.translate  # a literal context and text in each call: pyside6-lupdate finds them
@@ -51,7 +52,7 @@ class ExaminationDialog(QDialog):
         self.histopathology = QComboBox()
         self.histopathology.addItem(translate("ExaminationDialog", "None yet"), "")
         for c in CLASSES:
-            self.histopathology.addItem(f"{c.name} ({c.code})", c.code)
+            self.histopathology.addItem(f"{diagnosis_name(c)} ({c.code})", c.code)  # the code is stored
         self.histopathology.addItem(translate("ExaminationDialog", "Other (say which in the note)"),
                                     HISTOPATHOLOGY_OTHER)
         self.histopathology.setCurrentIndex(max(0, self.histopathology.findData(record.histopathology)))

@@ -20,14 +20,14 @@ from PySide6.QtGui import QColor, QFont, QPagedPaintDevice, QPageLayout, QPageSi
 
 from lesion_desktop import __version__
 from lesion_desktop.analysis import OUT_OF_SCOPE, assess_record, record_warnings
-from lesion_desktop.classes import CLASSES, by_code
+from lesion_desktop.classes import CLASSES
 from lesion_desktop.errors import LesionError
 from lesion_desktop.qt.about import disclaimer
 from lesion_desktop.qt.imaging import to_qimage
 from lesion_desktop.qt.patient_bodymap import site_name
 from lesion_desktop.qt.patient_dialog import SEX_LABELS
 from lesion_desktop.qt.result_panel import agreement_text, scope_note
-from lesion_desktop.qt.translations import tr_core
+from lesion_desktop.qt.translations import diagnosis_name, tr_core
 from lesion_desktop.qt.widgets import BENIGN_COLOUR, MALIGNANT_COLOUR
 from lesion_desktop.records import IMAGE_KIND_TEXT, FollowUp, Patient, Record, RecordStore
 
@@ -215,7 +215,7 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
 
                 right = overlay(preprocessed, heatmap, opacity)
             code = heatmap_code or record.details.get("heatmap_class") or record.top_code
-            cap = (translate("Report", "Heat-map for {cls}").format(cls=by_code(code).name) if heatmap is not None
+            cap = (translate("Report", "Heat-map for {cls}").format(cls=diagnosis_name(code)) if heatmap is not None
                    else translate("Report", "Network input"))
             used = max(used, _draw_image(painter, right, QRectF(page.width / 2 + 10, page.y, half, img_h), cap))
         page.y += used + 12
@@ -224,7 +224,7 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
         # the assessment in the window's words (tr_core: the same translation the window shows)
         headline, said = tr_core(assessment.headline), tr_core(assessment.text)
         likely = translate("Report", "Most likely: {cls} ({code}), {p}").format(
-            cls=top.name, code=top.code, p=f"{record.probabilities[record.top_index]:.1%}")
+            cls=diagnosis_name(top), code=top.code, p=f"{record.probabilities[record.top_index]:.1%}")
         if assessment.level == OUT_OF_SCOPE:  # no diagnosis, as in the window
             page.boxed(f"{headline}\n{said}", RED)
         elif assessment.reassures:
@@ -237,7 +237,7 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
             if scope_note(record):
                 page.text(scope_note(record), 10, bold=True, colour=RED)
             _draw_probabilities(painter, page, record.probabilities)
-            page.text(agreement_text(record.details, top.name), 9.5)
+            page.text(agreement_text(record.details, diagnosis_name(top)), 9.5)
         if record.warnings:
             page.text(translate("Report", "Image quality and other warnings:") + " "
                       + " ".join(f"• {tr_core(w)}" for w in record_warnings(record)), 9.5)
@@ -252,7 +252,7 @@ def write_report(path: Path, record: Record, image: np.ndarray, preprocessed: np
         if record.notes:
             page.text(record.notes, 10)
         if record.histopathology:
-            name = (by_code(record.histopathology).name if record.histopathology != "other"
+            name = (diagnosis_name(record.histopathology) if record.histopathology != "other"
                     else translate("Report", "other"))
             page.text(translate("Report", "Histopathology: {name}").format(name=name)
                       + (f" ({record.histopathology_note})" if record.histopathology_note else "")
@@ -327,8 +327,8 @@ def _draw_changes(p: QPainter, page: _Page, follow: FollowUp) -> None:
     cols = [0.0, page.width * 0.52, page.width * 0.66, page.width * 0.80]
     heads = [translate("Report", "Class"), translate("Report", "Earlier"), translate("Report", "This one"),
              translate("Report", "Change")]
-    lines = [(f"{c.code}  {c.name}", float(follow.earlier.probabilities[i]), float(follow.later.probabilities[i]))
-             for i, c in enumerate(CLASSES)]
+    lines = [(f"{c.code}  {diagnosis_name(c)}", float(follow.earlier.probabilities[i]),
+              float(follow.later.probabilities[i])) for i, c in enumerate(CLASSES)]
     lines.append((translate("Report", "Malignant classes combined"), follow.earlier.malignant_probability,
                   follow.later.malignant_probability))
     bold = QFont(font)
@@ -386,7 +386,7 @@ def _draw_probabilities(p: QPainter, page: _Page, probs: np.ndarray) -> None:
         y = page.y + i * row
         p.setPen(QColor("black"))
         p.drawText(QRectF(0, y, name_w - 8, row), Qt.AlignmentFlag.AlignVCenter,
-                   fm.elidedText(f"{c.code}  {c.name}", Qt.TextElideMode.ElideRight, int(name_w - 8)))
+                   fm.elidedText(f"{c.code}  {diagnosis_name(c)}", Qt.TextElideMode.ElideRight, int(name_w - 8)))
         track = QRectF(name_w, y + row * 0.2, bar_w, row * 0.6)
         p.fillRect(track, QColor(235, 235, 235))
         p.fillRect(QRectF(track.x(), track.y(), bar_w * float(probs[i]), track.height()),

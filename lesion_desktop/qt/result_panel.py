@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QFrame, QGroupBox, QLabel, QPushButton, QVBoxLayou
 
 from lesion_desktop.analysis import CANNOT_RULE_OUT, OUT_OF_SCOPE, WARNING, Assessment, record_warnings
 from lesion_desktop.classes import CLASSES
-from lesion_desktop.qt.translations import tr_core
+from lesion_desktop.qt.translations import diagnosis_name, tr_core
 from lesion_desktop.qt.widgets import ProbabilityChart
 from lesion_desktop.records import Record
 from lesion_desktop.scope import finding_of
@@ -198,7 +198,8 @@ class ResultPanel(QWidget):
         self._set_top_size(1.1 if self.alert.isVisibleTo(self) else 1.35)
         prefix = (translate("ResultPanel", "Most likely (from a poor image)") if assessment.level == CANNOT_RULE_OUT
                   else translate("ResultPanel", "Most likely"))
-        self.top_label.setText(f"{prefix}: {top.name} ({top.code}), {record.probabilities[record.top_index]:.0%}")
+        name = diagnosis_name(top)  # shown in the clinic's language; the record keeps the code
+        self.top_label.setText(f"{prefix}: {name} ({top.code}), {record.probabilities[record.top_index]:.0%}")
         note = scope_note(record)
         self.scope_label.setText(note)
         self.scope_label.setVisible(bool(note))
@@ -206,7 +207,7 @@ class ResultPanel(QWidget):
         self.risk_label.setText(tr_core(assessment.text) if assessment.reassures else "")
         self.risk_label.setVisible(assessment.reassures)
         self.chart.set_probabilities(None if out_of_scope else record.probabilities)
-        self.agreement_label.setText(agreement_text(record.details, top.name))
+        self.agreement_label.setText(agreement_text(record.details, name))
         # The scope verdict is said above (the alert, or the 'shown anyway' note), not again as a quality note.
         notes = [w for w in record_warnings(record) if not w.lower().startswith("out of scope")]
         if notes:

@@ -58,6 +58,7 @@ from lesion_desktop.export import export_records
 from lesion_desktop.paths import data_dir
 from lesion_desktop.qt.help import fit_to_screen, scrolling_body
 from lesion_desktop.qt.plot import CurvePlot
+from lesion_desktop.qt.translations import diagnosis_name
 from lesion_desktop.qt.workers import Worker, WorkerRunner
 from lesion_desktop.records import RecordStore
 from lesion_desktop.registry import ARCHITECTURES, SHIPPED_IMAGENET
@@ -316,7 +317,7 @@ class RetrainDialog(QDialog):
 
     def _row_names(self) -> list[str]:
         return [self.tr("Balanced accuracy"), self.tr("Melanoma recall"), self.tr("Accuracy"), self.tr("Macro AUC")] \
-            + [self.tr("Recall: {cls}").format(cls=c.name.split(" (")[0]) for c in CLASSES]
+            + [self.tr("Recall: {cls}").format(cls=diagnosis_name(c, "short")) for c in CLASSES]
 
     def _build_report(self) -> QWidget:
         box = QGroupBox(report_title())

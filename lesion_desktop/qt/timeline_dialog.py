@@ -31,7 +31,7 @@ from lesion_desktop.classes import CLASSES
 from lesion_desktop.errors import LesionError
 from lesion_desktop.qt.imaging import to_qimage
 from lesion_desktop.qt.patient_bodymap import site_name
-from lesion_desktop.qt.translations import tr_core
+from lesion_desktop.qt.translations import diagnosis_name, tr_core
 from lesion_desktop.records import FollowUp, Record, RecordStore
 
 ID_ROLE = Qt.ItemDataRole.UserRole
@@ -222,7 +222,7 @@ class TimelineDialog(QDialog):
         return self.follow_up
 
     def _fill_table(self, a: Record | None, b: Record | None) -> None:
-        rows = [(f"{c.name} ({c.code})", i) for i, c in enumerate(CLASSES)]
+        rows = [(f"{diagnosis_name(c)} ({c.code})", i) for i, c in enumerate(CLASSES)]
         for row, (name, i) in enumerate([*rows, (translate("Timeline", "Malignant classes combined"), -1)]):
             va = (a.malignant_probability if i < 0 else float(a.probabilities[i])) if a else None
             vb = (b.malignant_probability if i < 0 else float(b.probabilities[i])) if b else None

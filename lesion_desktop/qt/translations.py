@@ -18,6 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
 
 from lesion_desktop import analysis, imageio, scope  # noqa: F401 - importing them marks their sentences
+from lesion_desktop.classes import CLASSES, DIAGNOSIS, LesionClass, by_code
 from lesion_desktop.paths import config_dir
 from lesion_desktop.wording import recognise, render
 
@@ -95,3 +96,13 @@ def tr_core(text: str) -> str:
     """A sentence of the core (the assessment, the scope gate's reasons, the image-quality warnings) in the
     clinic's language, where the translation has it; any other string as it is. See lesion_desktop.wording."""
     return render(recognise(text), QCoreApplication.translate)
+
+
+def diagnosis_name(which: LesionClass | str | int, form: str = "name") -> str:
+    """A diagnosis's name in the clinic's language (context "Diagnosis"), for display only: the history, the CSV
+    files and the command line keep the English names. `which` is a class, its code ('mel') or its index;
+    `form` is "name" (the full name), "short" (without its parenthesis) or "brief" (the shortest, for a narrow
+    list). See lesion_desktop.classes."""
+    c = which if isinstance(which, LesionClass) else CLASSES[which] if isinstance(which, int) else by_code(which)
+    english = {"name": c.name, "short": c.short_name, "brief": c.brief_name}[form]
+    return QCoreApplication.translate(DIAGNOSIS, english)

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from lesion_desktop.classes import CLASSES, LesionClass
 from lesion_desktop.qt.imaging import to_qimage
+from lesion_desktop.qt.translations import diagnosis_name
 
 MALIGNANT_COLOUR = QColor(198, 40, 40)
 BENIGN_COLOUR = QColor(38, 110, 180)
@@ -48,12 +49,13 @@ translate = QCoreApplication.translate  # a literal context and text in each cal
 
 
 def short_name(c: LesionClass) -> str:
-    """The class name without its parenthesis: 'Actinic keratosis / intraepithelial carcinoma'."""
-    return c.name.split(" (")[0]
+    """The class name without its parenthesis, in the clinic's language: 'Actinic keratosis / intraepithelial
+    carcinoma'."""
+    return diagnosis_name(c, "short")
 
 
 def class_label(c: LesionClass) -> str:
-    """'Melanoma (mel)': the name a clinician reads, with the code the models and the CSV use."""
+    """'Melanoma (mel)': the name a clinician reads (translated), with the code the models and the CSV use."""
     return f"{short_name(c)} ({c.code})"
 
 
