@@ -45,7 +45,7 @@ from lesion_desktop.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 QT_DIR = ROOT / "lesion_desktop" / "qt"
 # the core modules whose sentences the window translates (they mark them with lesion_desktop.wording)
-CORE_MODULES = ["analysis.py", "scope.py", "imageio.py", "records.py", "settings.py"]
+CORE_MODULES = ["analysis.py", "classes.py", "scope.py", "imageio.py", "records.py", "settings.py"]
 # the window's modules whose user-visible strings go through translate / self.tr (retrain_dialog.py: its own test)
 CONVERTED = ["about.py", "actions.py", "camera.py", "help.py", "help_text.py", "history_panel.py", "main_window.py",
              "patient_bar.py", "patient_bodymap.py", "patient_dialog.py", "patient_exam_dialog.py", "report_pdf.py",
@@ -84,7 +84,7 @@ def _install(qapp, ts_text: str, language: str, tmp_path: Path) -> list:
 
 # ---- what the translator gets ------------------------------------------------------------------------------------
 def test_lupdate_lists_exactly_the_sentences_the_core_marks_without_qt(tmp_path):
-    from lesion_desktop import analysis, imageio, records, scope, settings  # noqa: F401 - they mark on import
+    from lesion_desktop import analysis, classes, imageio, records, scope, settings  # noqa: F401 - they mark
 
     found = _lupdate([ROOT / "lesion_desktop" / m for m in CORE_MODULES], tmp_path / "core.ts")
     marked = set(wording.templates())
@@ -92,6 +92,9 @@ def test_lupdate_lists_exactly_the_sentences_the_core_marks_without_qt(tmp_path)
     for pair in [("Assessment", "⚠ Possible malignancy: {probability}"), ("Scope", scope.ADVICE),
                  ("ImageQuality", imageio.TOO_DARK), ("Records", "{n} stored images"), ("Settings", "Compute device")]:
         assert pair in marked, pair
+    for c in classes.CLASSES:  # every form of a diagnosis's name the window shows is listed for the translator
+        for form in (c.name, c.short_name, c.brief_name):
+            assert ("Diagnosis", form) in marked, form
     assert "PySide6" not in sys.modules.get("lesion_desktop.wording").__dict__  # the marker is the core's own
 
 
@@ -168,19 +171,34 @@ def _shown_texts(widget: QWidget) -> list[tuple[str, str]]:
     return out
 
 
-# texts that are data, not the program's words: class names (the medical terms stay as trained), numbers, keys;
-# and Qt's standard buttons, which Qt's own catalogue translates (there is none for this pseudo-language)
-_DATA = ({c.name for c in CLASSES} | {f"{c.name} ({c.code})" for c in CLASSES} | {"CPU", "✕"}
-         | {"OK", "Cancel", "Close", "Save", "Restore Defaults", "&OK", "&Cancel", "&Close", "&Save"})
+# texts that are data, not the program's words: numbers, keys; and Qt's standard buttons, which Qt's own catalogue
+# translates (there is none for this pseudo-language). The diagnoses' names are not among them: they are shown
+# translated (stored in English)
+_DATA = {"CPU", "✕"} | {"OK", "Cancel", "Close", "Save", "Restore Defaults", "&OK", "&Cancel", "&Close", "&Save"}
 
 
 def _untranslated(texts: list[tuple[str, str]], data: set[str]) -> list[tuple[str, str]]:
-    from lesion_desktop.qt.widgets import class_label
-
-    skip = _DATA | data | {class_label(c) for c in CLASSES}
+    skip = _DATA | data
     return [(where, t) for where, t in texts
             if t and re.search(r"[A-Za-z]{2}", t) and OPEN not in t and t not in skip
             and not re.fullmatch(r"[\d x]+", t)]
+
+
+def _painted(monkeypatch) -> list[str]:
+    """Every text the PDF report's painter draws: its probability rows and comparison table are drawn directly."""
+    from PySide6.QtGui import QPainter
+
+    from lesion_desktop.qt import report_pdf
+
+    texts: list[str] = []
+
+    class Recording(QPainter):
+        def drawText(self, *args):  # noqa: N802 - Qt API
+            texts.extend(a for a in args if isinstance(a, str))
+            return super().drawText(*args)
+
+    monkeypatch.setattr(report_pdf, "QPainter", Recording)
+    return texts
 
 
 def _records(store: RecordStore) -> tuple[int, int]:
@@ -224,6 +242,11 @@ def test_every_text_of_the_window_its_dialogs_and_the_report_goes_through_transl
                       panel.agreement_label):
             assert OPEN in label.text(), label.text()
         assert panel.alert_text.text().count(OPEN) >= 3  # the poor-image sentence, each warning, the verdict
+        # the diagnoses' names: the chart (drawn, and its text for a screen reader) and the heat-map's choice
+        chart = panel.chart
+        assert all(line.startswith(OPEN) for line in chart.text().splitlines()), chart.text()
+        assert all(lines[0].startswith(OPEN) for lines in chart.name_lines(chart.width()))
+        painted = _painted(monkeypatch)
         drawn: list[str] = []
         text, boxed = report_pdf._Page.text, report_pdf._Page.boxed
         monkeypatch.setattr(report_pdf._Page, "text", lambda s, t, *a, **k: (drawn.append(t), text(s, t, *a, **k)))
@@ -231,6 +254,8 @@ def test_every_text_of_the_window_its_dialogs_and_the_report_goes_through_transl
         assert w.export_pdf(tmp_path / "r.pdf") is not None
         assert f"{panel.alert_headline.text()}\n{panel.alert_text.text()}" in drawn  # the window's words, translated
         missed += [("PDF", t) for t in drawn if OPEN not in t]
+        rows = [t for t in painted if t.split("  ")[0] in {c.code for c in CLASSES}]
+        assert len(rows) == len(CLASSES) and all(f"  {OPEN}" in t for t in rows), rows  # the probability rows
         w.history.refresh(select_id=exam_id)
         missed += _untranslated(_shown_texts(w.history), data)
         # the records dialogs, opened as the buttons open them
@@ -239,8 +264,11 @@ def test_every_text_of_the_window_its_dialogs_and_the_report_goes_through_transl
                    ExaminationDialog(store, store.get(exam_id), "", w), TimelineDialog(store, lesion_id, 10.0, w),
                    w.open_settings(), w.show_about(), w.show_instructions()]
         drawn.clear()
+        painted.clear()
         w.records_ui.comparison_report(exam_id, exam_id - 1, tmp_path / "pair.pdf")
         missed += [("comparison PDF", t) for t in drawn if OPEN not in t]
+        rows = [t for t in painted if t.split("  ")[0] in {c.code for c in CLASSES}]
+        assert len(rows) >= 2 * len(CLASSES) and all(f"  {OPEN}" in t for t in rows), rows  # both tables
         for dlg in dialogs:
             texts = _shown_texts(dlg)
             assert len(texts) >= 3, type(dlg).__name__
@@ -274,11 +302,14 @@ def test_the_records_dialogs_and_the_assessment_in_german(qtbot, qapp, make_wind
         "Analysis": {"Loading the models from {where}…": "Die Modelle werden geladen aus {where}…",
                      "the active model store": "dem Modellspeicher"},
         "Assessment": {"⚠ This image cannot rule out malignancy": "⚠ Dieses Bild kann Malignität nicht ausschließen",
+                       "actinic keratosis, basal cell carcinoma, melanoma":
+                           "aktinische Keratose, Basalzellkarzinom, Melanom",
                        "The image quality is poor ({problems}): retake it.":
                            "Die Bildqualität ist schlecht ({problems}): bitte neu aufnehmen."},
         "ImageQuality": {TOO_DARK: "Das Bild ist zu dunkel (unterbelichtet); Details der Läsion können verborgen sein.",
                          TOO_SMALL: "Das Bild hat nur {width} x {height} Pixel; nötig sind mindestens {long_side} x "
                                     "{short_side}."},
+        "Diagnosis": GERMAN_DIAGNOSES,
     }
     body = "".join(f"<context><name>{c}</name>" + "".join(
         f"<message><source>{_xml(s)}</source><translation>{_xml(t)}</translation></message>" for s, t in m.items())
@@ -289,10 +320,13 @@ def test_the_records_dialogs_and_the_assessment_in_german(qtbot, qapp, make_wind
         store = RecordStore()
         lesion_id, exam_id = _records(store)
         shown: list[str] = []
+        idle_status = MainWindow._show_idle_status
         monkeypatch.setattr(MainWindow, "_show_idle_status", lambda self, t: shown.append(t))
         w = make_window(Settings(device="cpu", warning_threshold=0.99))  # the bundled models, from the model store
         assert "Die Modelle werden geladen aus dem Modellspeicher…" in shown  # the core's progress, translated
-        monkeypatch.undo()
+        # (not monkeypatch.undo(): that would also undo conftest's per-test home, and the next window's history
+        # would be the user's own)
+        monkeypatch.setattr(MainWindow, "_show_idle_status", idle_status)
         w.close()
         w = make_window(Settings(models_dir=str(tiny_models), device="cpu", warning_threshold=0.99))
         assert w.records_ui.bar.choose_button.text() == "Patient wählen…"
@@ -331,6 +365,7 @@ def test_the_records_dialogs_and_the_assessment_in_german(qtbot, qapp, make_wind
             w.open_record(rid)
         assert "• Das Bild ist zu dunkel (unterbelichtet)" in panel.quality_label.text()
         assert panel.alert_text.text().startswith("Die Bildqualität ist schlecht (das Bild hat nur 120 x 100 Pixel")
+        _a_melanoma_in_german(qtbot, w, lesion_id, tmp_path, monkeypatch)
     finally:
         for t in translators:
             qapp.removeTranslator(t)
@@ -338,6 +373,76 @@ def test_the_records_dialogs_and_the_assessment_in_german(qtbot, qapp, make_wind
     from lesion_desktop.imageio import quality_check
 
     assert quality_check(np.zeros((100, 120, 3), np.uint8)).warnings[0].startswith("The image is only 120 x 100")
+
+
+GERMAN_DIAGNOSES = {
+    "Actinic keratosis / intraepithelial carcinoma (Bowen's disease)":
+        "Aktinische Keratose / intraepitheliales Karzinom (Morbus Bowen)",
+    "Actinic keratosis / intraepithelial carcinoma": "Aktinische Keratose / intraepitheliales Karzinom",
+    "Actinic keratosis": "Aktinische Keratose", "Basal cell carcinoma": "Basalzellkarzinom",
+    "Benign keratosis-like lesion": "Benigne keratoseartige Läsion", "Dermatofibroma": "Dermatofibrom",
+    "Melanoma": "Melanom", "Melanocytic nevus": "Melanozytärer Nävus", "Vascular lesion": "Vaskuläre Läsion"}
+
+
+def _a_melanoma_in_german(qtbot, w, lesion_id: int, tmp_path: Path, monkeypatch) -> None:
+    """A stored melanoma reopened with the German file loaded: 'Melanom' on the result screen, its chart, the
+    heat-map's choice, the PDF, the history and the dialogs; the history's database, its CSV export and the core's
+    English text keep 'Melanoma'."""
+    import csv
+
+    from lesion_desktop.classes import MEL_INDEX
+    from lesion_desktop.export import export_records
+    from lesion_desktop.qt import report_pdf
+    from lesion_desktop.qt.patient_exam_dialog import ExaminationDialog
+    from lesion_desktop.qt.timeline_dialog import TimelineDialog
+    from lesion_desktop.qt.widgets import class_label
+
+    store = w.store  # the window's history, in this test's home
+    assert str(store.db_path).startswith(str(tmp_path))
+    probs = np.array([0.05, 0.05, 0.05, 0.05, 0.6, 0.15, 0.05])
+    rec = store.add(np.full((60, 80, 3), 120, np.uint8), probs, source_name="3", model_version="tiny-test-ensemble",
+                    lesion_id=lesion_id)
+    with qtbot.waitSignal(w.result_shown, timeout=300_000):
+        w.open_record(rec.id)
+    panel = w.result_panel
+    # what the file lacks stays English ("Most likely"), what it has is German
+    assert panel.top_label.text() == "Most likely: Melanom (mel), 60%", panel.top_label.text()
+    # below the 99% threshold: the core's sentence names the malignant classes, in German in the window
+    assert "(aktinische Keratose, Basalzellkarzinom, Melanom)" in panel.risk_label.text(), panel.risk_label.text()
+    assert w.assessment is not None and "(actinic keratosis, basal cell carcinoma, melanoma)" in w.assessment.text
+    chart = panel.chart
+    assert chart.text().splitlines()[0] == "Melanom (mel), malignant: 60.0%"
+    assert [" ".join(x) for x in chart.name_lines(chart.width())] == [class_label(c) for c in CLASSES]  # none cut
+    assert class_label(CLASSES[MEL_INDEX]) == "Melanom (mel)"
+    combo = w.heatmap_bar.combo
+    assert combo.itemText(combo.findData("mel")) == "Melanom (mel)"
+    painted = _painted(monkeypatch)
+    drawn: list[str] = []
+    text = report_pdf._Page.text
+    monkeypatch.setattr(report_pdf._Page, "text", lambda s, t, *a, **k: (drawn.append(t), text(s, t, *a, **k)))
+    assert w.export_pdf(tmp_path / "mel.pdf") is not None
+    assert "Most likely: Melanom (mel), 60.0%" in drawn and "mel  Melanom" in painted, (drawn, painted)
+    assert panel.risk_label.text() in drawn  # the core's sentence: one text in the window and the PDF
+    w.history.refresh(select_id=rec.id)
+    assert any("60% Melanom\n" in t for _, t in _shown_texts(w.history)), _shown_texts(w.history)
+    exam = ExaminationDialog(store, store.get(rec.id), "", w)
+    histology = exam.histopathology
+    assert histology.itemText(histology.findData("mel")) == "Melanom (mel)"  # shown in German, stored as its code
+    timeline = TimelineDialog(store, lesion_id, 10.0, w)
+    assert "Melanom (mel)" in [t for _, t in _shown_texts(timeline)]
+    retrain = w.open_retrain()
+    rows = [retrain.report_table.verticalHeaderItem(r).text() for r in range(retrain.report_table.rowCount())]
+    assert "Recall: Melanom" in rows and "Recall: Aktinische Keratose / intraepitheliales Karzinom" in rows, rows
+    for d in (exam, timeline, retrain):
+        d.close()
+    # what is recorded stays English: the history's CSV export (its codes and the models' assessment)
+    export_records(store, tmp_path / "export")
+    with open(tmp_path / "export" / "records.csv", encoding="utf-8", newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["source_name"] == "3")
+    assert row["prediction"] == "mel"
+    assert "actinic keratosis, basal cell carcinoma, melanoma" in row["models_assessment"]
+    assert "Melanom " not in str(row) and "Melanom," not in str(row)
+    assert store.get(rec.id).top_name == "Melanoma"
 
 
 def _xml(text: str) -> str:

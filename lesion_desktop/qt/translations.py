@@ -58,9 +58,12 @@ class CheckedTranslator(QTranslator):
         super().__init__(parent)
         self._reported: set[tuple[str, str]] = set()
 
-    def translate(self, context: str, source: str, disambiguation: str | None = None, n: int = -1) -> str:
+    def translate(self, context: str, source: str, disambiguation: str | None = None,
+                  n: int = -1) -> str | None:
         text = super().translate(context, source, disambiguation, n)
-        if not text or text == source:
+        if not text:  # not in this file: None, so Qt asks the next translator or shows the source. An empty
+            return None  # string would be taken as the translation: every message the file lacks shown blank
+        if text == source:
             return text
         wanted = placeholders(source)
         if wanted is None or placeholders(text) == wanted:
