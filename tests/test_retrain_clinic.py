@@ -408,3 +408,13 @@ def test_a_metadata_csv_may_name_where_each_image_lies(tmp_path):
     assert ds.records[0].path == folder / "pics" / f"x{rows[0]['image_id']}.jpg"
     assert ds.records[3].path == HAM / "images" / f"{rows[3]['image_id']}.jpg"
     assert ds.problems == ["my_metadata.csv line 7: image 'pics/missing.jpg' not found, skipped"]
+
+
+def test_the_same_retrain_again_trains_nothing_more(tmp_path, clinic_and_original):
+    """What the docs promise for installing after reading the report: the finished members resume, done."""
+    clinic, _, _, active = clinic_and_original
+    cfg = _cfg(clinic, tmp_path / "work")
+    first = load_ensemble(retrain(cfg, active_dir=active).ensemble_dir).members[0].manifest["training"]
+    again = load_ensemble(retrain(cfg, active_dir=active).ensemble_dir).members[0].manifest["training"]
+    assert again["history"] == first["history"] and len(first["history"]) == 2
+    assert again["trained_image_ids"] == first["trained_image_ids"]

@@ -396,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--architectures", "-a", nargs="+", required=True, help=f"one or more of: {_ARCH_NAMES}")
     rt.add_argument("--work-dir", dest="work_dir", required=True,
                     help="folder for the split, the member runs and the candidate ensemble")
-    rt.add_argument("--epochs-head", dest="epochs_head", type=int, default=1, help="Part A, head only (default 1)")
+    rt.add_argument("--epochs-head", dest="epochs_head", type=int, default=1,
+                    help="Part A, head only (default 1; not run with --init active, whose head is trained)")
     rt.add_argument("--epochs-top", dest="epochs_top", type=int, default=1, help="Part A, top block (default 1)")
     rt.add_argument("--epochs-all", dest="epochs_all", type=int, default=3, help="Part B, all layers (default 3)")
     rt.add_argument("--input-size", dest="input_size", type=_pair, help="HEIGHTxWIDTH (default: each network's own)")
