@@ -383,6 +383,10 @@ def test_a_fine_tune_no_epoch_of_which_beats_the_start_gives_back_the_start(tmp_
     res = retrain(_cfg(clinic, tmp_path / "work", epochs_top=1, epochs_all=2, max_batches=2), active_dir=active)
     ens = load_ensemble(res.ensemble_dir)
     assert ens.weights == [1.0] and ens.manifest["training"]["member_weights"] == "the active ensemble's"
+    # the manifest shows the score every epoch had to beat, and the epochs that did not
+    member = ens.members[0].manifest["training"]
+    assert member["start_validation"]["val_balanced_accuracy"] == 0.9
+    assert [h["val_balanced_accuracy"] for h in member["history"]] == [0.5, 0.6, 0.7]
     got = load_file(str(res.ensemble_dir / f"0-{ARCH}" / "weights.safetensors"))
     start = load_file(str(active / "m0" / "weights.safetensors"))
     assert set(got) == set(start) and all(torch.equal(got[k], start[k]) for k in start)

@@ -37,6 +37,8 @@ class TrainState:
     since_best: int = 0  # epochs counted towards patience
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per epoch, all runs
     runs: list[dict[str, Any]] = field(default_factory=list)  # each invocation: command, seconds, epochs
+    # fine-tuning a trained model: its validation figures as it started, which every epoch had to beat
+    start: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainState:

@@ -338,6 +338,8 @@ def _start_is_eligible(run: Run, state: TrainState) -> None:
     no epoch of which does better on validation gives back the model it started from."""
     metrics = evaluate_epoch(run)
     state.best = metrics["balanced_accuracy"]
+    state.start = {"val_balanced_accuracy": metrics["balanced_accuracy"],
+                   "val_melanoma_recall": metrics["melanoma_recall"], "val_accuracy": metrics["accuracy"]}
     _save_best(run.model, Path(run.cfg.out_dir) / BEST)
     if run.progress is not None:
         run.progress.report(0.0, f"As it starts: {headline(metrics)}")
@@ -504,6 +506,7 @@ def _training_record(cfg: TrainConfig, data: PreparedData, state: TrainState, se
     return {
         "command": cfg.command or " ".join(sys.argv),
         "initialised_from": start_record(cfg.init_from, _imagenet_file(cfg) or False),
+        **({"start_validation": state.start} if state.start else {}),
         "data": str(cfg.data),
         "data_fingerprint": data.cache.fingerprint,
         "split_file": str(data.split_file),
