@@ -126,7 +126,9 @@ def test_candidate_records_where_it_started_and_what_it_saw(tmp_path, clinic_and
     assert start["init"] == "model" and start["ensemble"] == "tiny-active" and start["member"] == "m0"
     assert start["weights_sha256"] == validate_member(active / "m0").weights_sha256
     assert ens.manifest["training"]["init"] == "active"
-    assert ens.manifest["training"]["initialised_from"][ARCH] == {"init": "active", "from": str(active / "m0")}
+    assert ens.manifest["training"]["initialised_from"][ARCH] == {
+        "init": "active", "from": str(active / "m0"), "ensemble": "tiny-active", "member": "m0",
+        "weights_sha256": start["weights_sha256"]}
     # what the active models saw, the candidate saw too (it started from them)
     split = load_split(tmp_path / "work" / "split.json")
     assert set(member["trained_image_ids"]) == trained | set(split["train"])

@@ -258,8 +258,14 @@ def _input_size(member: Path) -> tuple[int, int]:
 
 
 def _start_summary(start: MemberStart) -> dict[str, Any]:
-    return {"init": start.init, **({"from": start.init_from} if start.init_from else {}),
-            **({"fallback_from_active": start.fallback} if start.fallback else {})}
+    """The ensemble manifest's account of where a member started (its own manifest says it in full)."""
+    if start.init_from:
+        from training.provenance import start_record
+
+        r = start_record(start.init_from, False)
+        return {"init": "active", "from": start.init_from, "ensemble": r["ensemble"], "member": r["member"],
+                "weights_sha256": r["weights_sha256"]}
+    return {"init": start.init, **({"fallback_from_active": start.fallback} if start.fallback else {})}
 
 
 def member_config(cfg: RetrainConfig, architecture: str, start: MemberStart, data: RetrainData,
