@@ -45,7 +45,9 @@ from lesion_desktop.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 QT_DIR = ROOT / "lesion_desktop" / "qt"
 # the core modules whose sentences the window translates (they mark them with lesion_desktop.wording)
-CORE_MODULES = ["analysis.py", "classes.py", "scope.py", "imageio.py", "records.py", "settings.py"]
+# (and training's comparison: the retrain dialog's verdict, context "RetrainVerdict"; relative to lesion_desktop/)
+CORE_MODULES = ["analysis.py", "classes.py", "scope.py", "imageio.py", "records.py", "settings.py",
+                "../training/comparison.py"]
 # the window's modules whose user-visible strings go through translate / self.tr (retrain_dialog.py: its own test)
 CONVERTED = ["about.py", "actions.py", "camera.py", "help.py", "help_text.py", "history_panel.py", "main_window.py",
              "patient_bar.py", "patient_bodymap.py", "patient_dialog.py", "patient_exam_dialog.py", "report_pdf.py",
@@ -85,12 +87,14 @@ def _install(qapp, ts_text: str, language: str, tmp_path: Path) -> list:
 # ---- what the translator gets ------------------------------------------------------------------------------------
 def test_lupdate_lists_exactly_the_sentences_the_core_marks_without_qt(tmp_path):
     from lesion_desktop import analysis, classes, imageio, records, scope, settings  # noqa: F401 - they mark
+    from training import comparison  # noqa: F401 - it marks the retrain dialog's verdict
 
     found = _lupdate([ROOT / "lesion_desktop" / m for m in CORE_MODULES], tmp_path / "core.ts")
     marked = set(wording.templates())
     assert set(found) == marked  # same text (implicit concatenation included) and same context, nothing missed
     for pair in [("Assessment", "⚠ Possible malignancy: {probability}"), ("Scope", scope.ADVICE),
-                 ("ImageQuality", imageio.TOO_DARK), ("Records", "{n} stored images"), ("Settings", "Compute device")]:
+                 ("ImageQuality", imageio.TOO_DARK), ("Records", "{n} stored images"), ("Settings", "Compute device"),
+                 ("RetrainVerdict", "The new models are better than the active ones {on}: {figures}.")]:
         assert pair in marked, pair
     for c in classes.CLASSES:  # every form of a diagnosis's name the window shows is listed for the translator
         for form in (c.name, c.short_name, c.brief_name):

@@ -22,10 +22,16 @@ from typing import Any
 
 from lesion_desktop.errors import BundleError, CancelledError, LesionError
 from lesion_desktop.store import ModelStore
+from lesion_desktop.wording import Phrase
 from training.comparison import (
+    ACTIVE_NOT_SCORED,
+    DIFFERENT_IMAGES,
     MIN_COMPARED_IMAGES,
     MIN_COMPARED_MELANOMAS,
     MIN_VALIDATION_LESIONS,
+    NO_ORIGINAL_IMAGE,
+    ORIGINAL_NOT_RECORDED,
+    ORIGINAL_NOT_SCORED,
     Comparison,
     InstallVerdict,
     compare_on_unseen,
@@ -94,7 +100,7 @@ class RetrainResult:
     seconds: float = 0.0
     # the same comparison on the original data's validation images unseen by both (mix_data), None without
     reference: Comparison | None = None
-    notes: list[str] = field(default_factory=list)  # plain sentences about small data, shown with the verdict
+    notes: list[str] = field(default_factory=list)  # sentences (Wordings) about small data, shown with the verdict
 
     @property
     def verdict(self) -> InstallVerdict:
@@ -339,9 +345,9 @@ def _compare_with_active(built: BuiltEnsemble, active_dir: Path, data: str, spli
     except CancelledError:
         raise
     except LesionError as e:
-        return Comparison(n_val, 0, problem=f"The active models could not be scored on this data: {e}")
+        return Comparison(n_val, 0, problem=Phrase(ACTIVE_NOT_SCORED, error=e))
     if built.val_split.image_ids != sp.image_ids:  # pairing needs the same images in the same order
-        return Comparison(n_val, 0, problem="The active and the new models were scored on different images.")
+        return Comparison(n_val, 0, problem=Phrase(DIFFERENT_IMAGES))
     active_seen = trained_image_ids(active_dir)
     # The candidate was fitted on its split's training part (and on whatever its manifests record besides:
     # the active models' training images, when it started from them).
@@ -358,15 +364,12 @@ def _reference_comparison(built: BuiltEnsemble, active_dir: Path, data: RetrainD
     active_seen = trained_image_ids(active_dir)
     candidate_seen = trained_image_ids(built.path)
     if active_seen is None or candidate_seen is None:
-        return Comparison(len(data.mix.records), 0, problem=(
-            "The models' manifests do not record which original images they were trained on, so none can be "
-            "shown to be new to them: the comparison would not be fair."))
+        return Comparison(len(data.mix.records), 0, problem=Phrase(ORIGINAL_NOT_RECORDED))
     ids, left_out = reference_images(data.mix, active_seen | candidate_seen | set(data.mixed_ids), data.clinic,
                                      MAX_REFERENCE_IMAGES, seed=0)
     n_total = len(ids) + left_out
     if not ids:
-        return Comparison(n_total, left_out, problem="None of the original images is new to both the active and "
-                                                     "the new models.")
+        return Comparison(n_total, left_out, problem=Phrase(NO_ORIGINAL_IMAGE))
     split_file = work / "reference-split.json"
     save_split(split_file, {"train": [], "val": ids, "test": []}, seed=0, data_fingerprint="")
     try:
@@ -377,9 +380,9 @@ def _reference_comparison(built: BuiltEnsemble, active_dir: Path, data: RetrainD
     except CancelledError:
         raise
     except LesionError as e:
-        return Comparison(n_total, left_out, problem=f"The original images could not be scored: {e}")
+        return Comparison(n_total, left_out, problem=Phrase(ORIGINAL_NOT_SCORED, error=e))
     if sp.image_ids != sp_new.image_ids:
-        return Comparison(n_total, left_out, problem="The active and the new models were scored on different images.")
+        return Comparison(n_total, left_out, problem=Phrase(DIFFERENT_IMAGES))
     c = compare_on_unseen(active_probs, new_probs, sp.labels, sp.groups, sp.image_ids, set())
     c.n_validation, c.n_excluded = n_total, left_out
     return c

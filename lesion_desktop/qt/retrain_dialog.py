@@ -9,8 +9,10 @@ models' (on the clinic's validation images neither was trained on, and on the or
 and confirmed; a candidate not shown better needs an explicit override (`training.pipeline.install_candidate`'s
 rule), asked in a box whose default is No and which says how much worse it is.
 
-Every string the user reads goes through Qt's translation functions (context "RetrainDialog"); the sentences
-the pipeline writes (progress, the verdict) are the core's and stay in English (docs/translations.md).
+Every string the user reads goes through Qt's translation functions (context "RetrainDialog"). The pipeline's
+verdict (training.comparison: its sentences, figures, problems and small-class notes) is a Wording whose parts are
+marked under "RetrainVerdict", rendered here through `tr_core`; the pipeline's progress messages stay in English
+(docs/translations.md).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from lesion_desktop.export import export_records
 from lesion_desktop.paths import data_dir
 from lesion_desktop.qt.help import fit_to_screen, scrolling_body
 from lesion_desktop.qt.plot import CurvePlot
-from lesion_desktop.qt.translations import diagnosis_name
+from lesion_desktop.qt.translations import diagnosis_name, tr_core
 from lesion_desktop.qt.workers import Worker, WorkerRunner
 from lesion_desktop.records import RecordStore
 from lesion_desktop.registry import ARCHITECTURES, SHIPPED_IMAGENET
@@ -652,7 +654,7 @@ class RetrainDialog(QDialog):
                                              "comparison with the active models was possible)"))
         verdict = result.verdict  # its summary ends with the original data's comparison and the small-data notes
         note = self._override_note()
-        self.verdict_label.setText(verdict.summary + (f"\n{note}" if note else ""))
+        self.verdict_label.setText(tr_core(verdict.summary) + (f"\n{note}" if note else ""))
         self.verdict_label.setStyleSheet("color:#2e7d32;" if not verdict.needs_override
                                          else "color:#c62828; font-weight:bold;")
 
@@ -669,11 +671,11 @@ class RetrainDialog(QDialog):
             box.setIcon(QMessageBox.Icon.Warning)
             box.setText((self.tr("The new models are WORSE than the active ones.") if verdict.worse else
                          self.tr("The new models are not shown to be at least as good as the active ones."))
-                        + (f"\n\n{verdict.figures}." if verdict.figures else ""))
+                        + (f"\n\n{tr_core(verdict.figures)}." if verdict.figures else ""))
             box.setInformativeText(
-                verdict.detail + "\n\n" + self.tr("If you install them anyway, they are marked as unvalidated: a "
-                                                  "banner in the main window and every result made with them say so "
-                                                  "until you roll back."))
+                tr_core(verdict.detail) + "\n\n" + self.tr("If you install them anyway, they are marked as "
+                                                           "unvalidated: a banner in the main window and every result "
+                                                           "made with them say so until you roll back."))
             yes.setText(self.tr("Install anyway (override)"))
             no.setText(self.tr("Keep the active models"))
             box.setDefaultButton(QMessageBox.StandardButton.No)
@@ -681,7 +683,7 @@ class RetrainDialog(QDialog):
         else:
             box.setIcon(QMessageBox.Icon.Question)
             box.setText(self.tr("Install the new models?"))
-            box.setInformativeText(verdict.summary + "\n\n" + self.tr("The current models are kept and can be "
+            box.setInformativeText(tr_core(verdict.summary) + "\n\n" + self.tr("The current models are kept and can be "
                                                                       "restored with Roll back."))
             box.setDefaultButton(QMessageBox.StandardButton.No)
         box.finished.connect(lambda _r: self._on_confirmed(box, box.clickedButton() is yes))
