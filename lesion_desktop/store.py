@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lesion_desktop.errors import BundleError
+from lesion_desktop.wording import QT_TRANSLATE_NOOP, Phrase
 
 POINTER = "active.json"
 DEFAULT = None  # the bundled default ensemble
@@ -81,15 +82,24 @@ def installation_record(models_dir: Path | None) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+UNVALIDATED = QT_TRANSLATE_NOOP(
+    "ModelStore", "Unvalidated models in use: installed by override, not shown to be at least as good as the models "
+    "they replaced: {figures}. Treat their results with extra caution; roll back with Tools > Retrain models > "
+    "Roll back.")
+UNVALIDATED_UNCOMPARED = QT_TRANSLATE_NOOP(
+    "ModelStore", "Unvalidated models in use: installed by override, not shown to be at least as good as the models "
+    "they replaced (no fair comparison was possible). Treat their results with extra caution; roll back with "
+    "Tools > Retrain models > Roll back.")
+
+
 def unvalidated_note(models_dir: Path | None) -> str:
-    """A warning for the window and the results when these models were installed by override; "" otherwise."""
+    """A warning for the window and the results when these models were installed by override; "" otherwise.
+    A Wording: the window shows it in the clinic's language (the recorded figures stay as recorded)."""
     record = installation_record(models_dir)
     if not record or not record.get("by_override"):
         return ""
     figures = str(record.get("figures") or "").strip()
-    return ("Unvalidated models in use: installed by override, not shown to be at least as good as the models "
-            "they replaced" + (f": {figures.rstrip('.')}." if figures else " (no fair comparison was possible).")
-            + " Treat their results with extra caution; roll back with Tools > Retrain models > Roll back.")
+    return Phrase(UNVALIDATED, figures=figures.rstrip(".")) if figures else Phrase(UNVALIDATED_UNCOMPARED)
 
 
 class ModelStore:

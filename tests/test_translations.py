@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QT_DIR = ROOT / "lesion_desktop" / "qt"
 # the core modules whose sentences the window translates (they mark them with lesion_desktop.wording)
 # (and training's comparison: the retrain dialog's verdict, context "RetrainVerdict"; relative to lesion_desktop/)
-CORE_MODULES = ["analysis.py", "classes.py", "scope.py", "imageio.py", "records.py", "settings.py",
+CORE_MODULES = ["analysis.py", "classes.py", "scope.py", "imageio.py", "records.py", "settings.py", "store.py",
                 "../training/comparison.py"]
 # the window's modules whose user-visible strings go through translate / self.tr (retrain_dialog.py: its own test)
 CONVERTED = ["about.py", "actions.py", "camera.py", "help.py", "help_text.py", "history_panel.py", "main_window.py",
@@ -540,6 +540,30 @@ def test_a_translation_with_a_mistyped_placeholder_shows_english_instead_of_cras
         assert QCoreApplication.translate("Records", "Report saved: {path}").format(path="a.pdf") == \
             "Bericht gespeichert: a.pdf"
         assert "This examination: {filed}." in caplog.text
+    finally:
+        for t in translators:
+            qapp.removeTranslator(t)
+
+
+def test_the_unvalidated_models_banner_in_german(qtbot, qapp, make_window, tiny_models, tmp_path, monkeypatch):
+    """Models installed by override: the red banner is in the clinic's language, the recorded figures as
+    recorded; the note itself (what other code reads) stays English."""
+    from lesion_desktop import store
+
+    monkeypatch.setattr(store, "installation_record",
+                        lambda _path: {"by_override": True, "figures": "balanced accuracy 0.520 vs 0.770."})
+    german = {store.UNVALIDATED: "Nicht validierte Modelle in Gebrauch: {figures}. Bitte besonders vorsichtig sein."}
+    body = "".join(f"<message><source>{_xml(s)}</source><translation>{_xml(t)}</translation></message>"
+                   for s, t in german.items())
+    translators = _install(qapp, f'<?xml version="1.0" encoding="utf-8"?><!DOCTYPE TS><TS version="2.1" '
+                                 f'language="de"><context><name>ModelStore</name>{body}</context></TS>', "de",
+                           tmp_path)
+    try:
+        w = make_window(Settings(models_dir=str(tiny_models), device="cpu"))
+        w._update_status_labels()
+        assert w.unvalidated_banner.text() == ("Nicht validierte Modelle in Gebrauch: balanced accuracy 0.520 vs "
+                                               "0.770. Bitte besonders vorsichtig sein.")
+        assert store.unvalidated_note(tiny_models).startswith("Unvalidated models in use: installed by override")
     finally:
         for t in translators:
             qapp.removeTranslator(t)

@@ -318,7 +318,7 @@ class MainWindow(QMainWindow):
         self.model_label.setText(self.tr("Models: {version}").format(version=e.version) if e is not None
                                  else self.tr("Models: none loaded"))
         note = unvalidated_note(e.ensemble.path if e is not None else None)
-        self.unvalidated_banner.setText(note)
+        self.unvalidated_banner.setText(tr_core(note))
         self.unvalidated_banner.setVisible(bool(note))
 
     # ---- work queue ---------------------------------------------------------------------------------

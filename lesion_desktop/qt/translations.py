@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
 
-from lesion_desktop import analysis, imageio, scope  # noqa: F401 - importing them marks their sentences
+from lesion_desktop import analysis, imageio, scope, store  # noqa: F401 - importing them marks their sentences
 from lesion_desktop.classes import CLASSES, DIAGNOSIS, LesionClass, by_code
 from lesion_desktop.paths import config_dir
 from lesion_desktop.wording import recognise, render

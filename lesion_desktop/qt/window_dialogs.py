@@ -16,6 +16,7 @@ from lesion_desktop.errors import BundleError
 from lesion_desktop.qt.about import about_html, models_html, technical_html
 from lesion_desktop.qt.help import AboutDialog, InstructionsDialog, open_dialog
 from lesion_desktop.qt.settings_dialog import SettingsDialog
+from lesion_desktop.qt.translations import tr_core
 from lesion_desktop.settings import Settings
 from lesion_desktop.store import unvalidated_note
 
@@ -114,7 +115,7 @@ class WindowDialogs(QObject):
         w = self.w
         path = w.engine.ensemble.path if w.engine is not None else None
         box = AboutDialog(about_html(w.engine, w.models_dir(), w.holder.error, w.settings.warning_threshold,
-                                     unvalidated_note(path)),
+                                     tr_core(unvalidated_note(path))),
                           technical_html(w.engine, w.models_dir(), w.holder.error), w)
         self.about_box = box
         open_dialog(box)
