@@ -17,6 +17,7 @@ from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.errors import DatasetError, ImageLoadError
 from lesion_desktop.imageio import IMAGE_SUFFIXES, load_image
 from lesion_desktop.inference import load_engine
+from lesion_desktop.prediction import Prediction
 from training.progress import Progress, check_cancel
 
 # the targets of the issue that asked for this check
@@ -34,6 +35,19 @@ class SizeAgreement:
 
     def met(self, min_agreement: float = MIN_AGREEMENT, max_difference: float = MAX_MEAN_ABS_DIFFERENCE) -> bool:
         return self.n > 0 and self.agreement >= min_agreement and self.mean_abs_difference <= max_difference
+
+
+def _tally(names: list[str], first: list[Prediction], second: list[Prediction], problems: list[str],
+           nothing: str) -> SizeAgreement:
+    """Top-class agreement and mean absolute probability difference of two lists of predictions of the same images
+    (disagreements list the image, the first's top class and the second's)."""
+    diffs = [float(np.abs(a.probabilities - b.probabilities).mean()) for a, b in zip(first, second, strict=True)]
+    if not diffs:
+        raise DatasetError(nothing)
+    disagreements = [(name, CLASS_CODES[a.top_index], CLASS_CODES[b.top_index])
+                     for name, a, b in zip(names, first, second, strict=True) if a.top_index != b.top_index]
+    return SizeAgreement(len(diffs), 1 - len(disagreements) / len(diffs), float(np.mean(diffs)), disagreements,
+                         problems)
 
 
 def size_agreement(models_dir: Path, full_dir: Path, copies_dir: Path, *, device: str = "cpu", tta: bool = False,
@@ -54,7 +68,9 @@ def size_agreement(models_dir: Path, full_dir: Path, copies_dir: Path, *, device
     if not pairs:
         raise DatasetError(f"No image in {full_dir} has a copy of the same name in {copies_dir}.")
     engine = load_engine(models_dir, device=device, tta=tta)
-    agree, diffs, disagreements = 0, [], []
+    names: list[str] = []
+    first: list[Prediction] = []
+    second: list[Prediction] = []
     for i in range(0, len(pairs), batch):
         check_cancel(progress)
         chunk, big, small = [], [], []
@@ -64,20 +80,15 @@ def size_agreement(models_dir: Path, full_dir: Path, copies_dir: Path, *, device
             except ImageLoadError as e:
                 problems.append(f"{p.name}: {e}")
                 continue
-            chunk.append(p)
+            chunk.append(p.name)
             big.append(full_img)
             small.append(copy_img)
-        for p, pf, pc in zip(chunk, engine.predict(big), engine.predict(small), strict=True):
-            agree += int(pf.top_index == pc.top_index)
-            diffs.append(float(np.abs(pf.probabilities - pc.probabilities).mean()))
-            if pf.top_index != pc.top_index:
-                disagreements.append((p.name, CLASS_CODES[pf.top_index], CLASS_CODES[pc.top_index]))
+        names += chunk
+        first += engine.predict(big)
+        second += engine.predict(small)
         if progress is not None:
             progress.report(min(1.0, (i + batch) / len(pairs)), f"Compared {min(i + batch, len(pairs))} pairs")
-    n = len(diffs)
-    if n == 0:
-        raise DatasetError("None of the image pairs could be read.")
-    return SizeAgreement(n, agree / n, float(np.mean(diffs)), disagreements, problems)
+    return _tally(names, first, second, problems, "None of the image pairs could be read.")
 
 
 def _images(folder: Path) -> list[Path]:
@@ -97,24 +108,20 @@ def model_agreement(models_dir: Path, other_dir: Path, images_dir: Path, *, devi
     paths = _images(images_dir)
     engines = load_engine(models_dir, device=device, tta=tta), load_engine(other_dir, device=device, tta=tta)
     problems: list[str] = []
-    agree, diffs, disagreements = 0, [], []
+    names: list[str] = []
+    first: list[Prediction] = []
+    second: list[Prediction] = []
     for i in range(0, len(paths), batch):
         check_cancel(progress)
-        chunk, images = [], []
+        images = []
         for p in paths[i : i + batch]:
             try:
                 images.append(load_image(p))
-                chunk.append(p)
+                names.append(p.name)
             except ImageLoadError as e:
                 problems.append(f"{p.name}: {e}")
-        for p, a, b in zip(chunk, engines[0].predict(images), engines[1].predict(images), strict=True):
-            agree += int(a.top_index == b.top_index)
-            diffs.append(float(np.abs(a.probabilities - b.probabilities).mean()))
-            if a.top_index != b.top_index:
-                disagreements.append((p.name, CLASS_CODES[a.top_index], CLASS_CODES[b.top_index]))
+        first += engines[0].predict(images)
+        second += engines[1].predict(images)
         if progress is not None:
             progress.report(min(1.0, (i + batch) / len(paths)), f"Compared {min(i + batch, len(paths))} photos")
-    n = len(diffs)
-    if n == 0:
-        raise DatasetError("None of the photos could be read.")
-    return SizeAgreement(n, agree / n, float(np.mean(diffs)), disagreements, problems)
+    return _tally(names, first, second, problems, "None of the photos could be read.")
