@@ -318,7 +318,8 @@ def test_retrain_command_runs_from_the_active_models_and_prints_the_report(tmp_p
 
     clinic, original, _, active = clinic_and_original
     monkeypatch.setattr("lesion_desktop.paths.active_models_dir", lambda: active)
-    rc = cli.main(["retrain", str(clinic), "-a", ARCH, "--work-dir", str(tmp_path / "w"), "--mix-data",
+    # no -a: the active models' architectures, as the dialog ticks them
+    rc = cli.main(["retrain", str(clinic), "--work-dir", str(tmp_path / "w"), "--mix-data",
                    str(original), "--mix-ratio", "0.5", "--epochs-top", "1", "--epochs-all", "0", "--max-batches",
                    "1", "--batch-size", "8"])
     out = capsys.readouterr().out
@@ -326,6 +327,15 @@ def test_retrain_command_runs_from_the_active_models_and_prints_the_report(tmp_p
     training = json.loads((tmp_path / "w" / "candidate" / "manifest.json").read_text())["training"]
     assert training["init"] == "active" and training["initialised_from"][ARCH]["init"] == "active"
     assert (training["mix_data"], training["mix_ratio"]) == (str(original), 0.5) and training["mixed_images"] > 0
+    assert training["architectures"] == [ARCH]
+
+
+def test_retrain_command_without_architectures_or_active_models_says_what_to_do(tmp_path, monkeypatch, capsys):
+    from training import cli
+
+    monkeypatch.setattr("lesion_desktop.paths.active_models_dir", lambda: tmp_path / "no-models")
+    assert cli.main(["retrain", str(tmp_path), "--work-dir", str(tmp_path / "w")]) == 2
+    assert "--architectures" in capsys.readouterr().err
 
 
 def test_agreement_between_two_model_folders_on_the_same_photos(tmp_path, capsys):

@@ -170,7 +170,12 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     from training.pipeline import RetrainConfig, compared_figures, install_candidate, retrain
     from training.progress import TerminalProgress
 
-    cfg = RetrainConfig(data=a.data, architectures=a.architectures, work_dir=a.work_dir, epochs_head=a.epochs_head,
+    architectures = a.architectures or active_architectures(active_models_dir())
+    if not architectures:
+        print("error: no active models to take the architectures from: name them with --architectures",
+              file=sys.stderr)
+        return 2
+    cfg = RetrainConfig(data=a.data, architectures=architectures, work_dir=a.work_dir, epochs_head=a.epochs_head,
                         epochs_top=a.epochs_top, epochs_all=a.epochs_all, input_size=a.input_size,
                         imagenet=a.imagenet, batch_size=a.batch_size, max_batches=a.max_batches, device=a.device,
                         init=a.init, mix_data=a.mix_data, mix_ratio=a.mix_ratio,
@@ -199,6 +204,19 @@ def cmd_retrain(a: argparse.Namespace) -> int:
         print(f"installed: {installed}" + (" (by override: marked as unvalidated until rolled back)"
                                            if res.verdict.needs_override else ""))
     return 0
+
+
+def active_architectures(active_dir: Path | None) -> list[str]:
+    """The active ensemble's member architectures in its order (what the dialog ticks by default); [] if none."""
+    from lesion_desktop.errors import BundleError
+    from lesion_desktop.manifest import validate_ensemble
+
+    if active_dir is None:
+        return []
+    try:
+        return list(dict.fromkeys(m.architecture for m in validate_ensemble(Path(active_dir)).members))
+    except BundleError:
+        return []
 
 
 def recall_table(c: Comparison) -> str:
@@ -393,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rt = sub.add_parser("retrain", help="train members, ensemble them and compare with the active models")
     rt.add_argument("data", help=_DATA_HELP)
-    rt.add_argument("--architectures", "-a", nargs="+", required=True, help=f"one or more of: {_ARCH_NAMES}")
+    rt.add_argument("--architectures", "-a", nargs="+",
+                    help=f"one or more of: {_ARCH_NAMES} (default: the active models' architectures, as the dialog)")
     rt.add_argument("--work-dir", dest="work_dir", required=True,
                     help="folder for the split, the member runs and the candidate ensemble")
     rt.add_argument("--epochs-head", dest="epochs_head", type=int, default=1,
