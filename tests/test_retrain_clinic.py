@@ -24,7 +24,7 @@ from lesion_desktop.preprocess import PreprocessConfig
 from lesion_desktop.registry import build_model
 from lesion_desktop.store import ModelStore
 from tests.helpers import HAM, make_tiny_bundle
-from tests.training_data import ham_rows, make_ham_subset
+from tests.training_data import ham_rows, make_ham_subset, write_ham_folder
 from training.cli import build_parser, recall_table
 from training.comparison import MIN_VALIDATION_LESIONS, compare_on_unseen, install_verdict
 from training.data import read_dataset
@@ -34,17 +34,6 @@ from training.splits import load_split
 from training.trainer import predict_probs, setup
 
 ARCH = "baseline_cnn"
-
-
-def _write_ham_folder(folder: Path, rows: list[dict[str, str]]) -> Path:
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    with open(folder / "HAM10000_metadata.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    for r in rows:
-        shutil.copy(HAM / "images" / f"{r['image_id']}.jpg", folder / "images")
-    return folder
 
 
 def _original_data(folder: Path, avoid: set[str], lesions_per_class: int = 6) -> tuple[Path, set[str]]:
@@ -64,7 +53,7 @@ def _original_data(folder: Path, avoid: set[str], lesions_per_class: int = 6) ->
             rows += chosen
             if k % 2 == 0:
                 trained |= {r["image_id"] for r in chosen}
-    return _write_ham_folder(folder, rows), trained
+    return write_ham_folder(folder, rows), trained
 
 
 def _active(folder: Path, trained: set[str], arch: str = ARCH) -> Path:

@@ -26,12 +26,17 @@ def make_ham_subset(folder: Path, per_class: int = 12, seed: int = 0) -> Path:
     for code in CLASS_CODES:
         of = [r for r in rows if r["dx"] == code]
         chosen += [of[i] for i in rng.choice(len(of), per_class, replace=False)]
+    return write_ham_folder(folder, chosen)
+
+
+def write_ham_folder(folder: Path, rows: list[dict[str, str]]) -> Path:
+    """A HAM10000-layout data folder (metadata CSV + images/) holding the images of `rows`."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
     with open(folder / "HAM10000_metadata.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(chosen)
-    for r in chosen:
+        w.writerows(rows)
+    for r in rows:
         shutil.copy(HAM / "images" / f"{r['image_id']}.jpg", folder / "images")
     return folder
 
