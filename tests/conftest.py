@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,28 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LESION_DESKTOP_HOME", str(home))
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     return home
+
+
+@pytest.fixture(scope="session")
+def qapp(qapp: Any) -> Any:
+    """pytest-qt's application, with the app's guard: cyclic garbage (widgets of earlier tests among it) is
+    collected in the GUI thread only, never by a worker thread loading models (lesion_desktop.qt.gc_guard)."""
+    from lesion_desktop.qt.gc_guard import install_main_thread_collector
+
+    undo = install_main_thread_collector()
+    yield qapp
+    undo()
+
+
+@pytest.fixture(autouse=True)
+def _collect_between_tests() -> Any:
+    """What the guard's timer would collect, collected after each test in this (the GUI) thread: tests that
+    run no event loop would otherwise leave the collector off."""
+    yield
+    gc_guard = sys.modules.get("lesion_desktop.qt.gc_guard")  # never imports Qt for a test that did not
+    collector = gc_guard.installed() if gc_guard is not None else None
+    if collector is not None:
+        collector.collect_if_due()
 
 
 @pytest.fixture(scope="session")

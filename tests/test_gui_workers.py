@@ -145,3 +145,80 @@ def test_results_that_arrive_after_the_window_closed_are_ignored(qtbot, make_win
         assert wait_for_lingering(120000)
         QApplication.processEvents()  # delivers what the job sent while the window was closing
     assert exceptions == [] and shown == []
+
+
+def test_cyclic_garbage_is_collected_in_the_gui_thread_never_in_a_worker(qtbot):
+    """CI crashed (segmentation fault) when a worker building a model triggered a collection that freed a
+    closed dialog caught in a reference cycle: a QWidget destroyed outside the GUI thread. With the guard the
+    collector runs only from the GUI thread's timer, whatever the worker allocates."""
+    import gc
+    import threading
+
+    from lesion_desktop.qt.gc_guard import installed
+
+    assert installed() is not None and not gc.isenabled()  # the tests' qapp installs it, as the app does
+    freed_in: list[str] = []
+
+    class InACycle:
+        def __del__(self) -> None:
+            freed_in.append(threading.current_thread().name)
+
+    gc.collect()
+    garbage = InACycle()
+    garbage.me = garbage  # type: ignore[attr-defined]
+    del garbage
+
+    def allocate(_state):
+        threading.current_thread().name = "worker"
+        kept = [[] for _ in range(300_000)]  # far past every threshold of the automatic collector
+        return len(kept)
+
+    runner = WorkerRunner()
+    w = runner.run(allocate)
+    qtbot.waitUntil(w.done.is_set, timeout=120000)
+    assert "worker" not in freed_in
+    qtbot.waitUntil(lambda: bool(freed_in), timeout=10000)  # the timer's collection, in this thread
+    assert freed_in == [threading.main_thread().name]
+
+
+GUARDED_DIALOGS = """
+from PySide6.QtWidgets import QApplication, QDialog, QPushButton, QVBoxLayout
+from lesion_desktop.qt.gc_guard import install_main_thread_collector
+from lesion_desktop.qt.workers import WorkerRunner
+
+app = QApplication([])
+install_main_thread_collector()
+runner = WorkerRunner()
+for _round in range(8):
+    for _ in range(20):  # closed dialogs in reference cycles: garbage only the collector frees
+        dialog = QDialog()
+        button = QPushButton("Close", dialog)
+        QVBoxLayout(dialog).addWidget(button)
+        button.clicked.connect(lambda: dialog.close())
+        dialog.show()
+        dialog.close()
+        dialog.itself = dialog
+        del dialog, button
+    worker = runner.run(lambda _state: len([[] for _ in range(300_000)]))
+    while not worker.done.is_set():  # the GUI thread busy meanwhile, as in the app
+        app.processEvents()
+    for _ in range(5):
+        app.processEvents()
+print("all dialogs freed safely")
+"""
+
+
+def test_closed_dialogs_in_cycles_do_not_crash_a_worker_that_allocates(tmp_path):
+    """The crash itself, in a process of its own: without the guard this exits with a segmentation fault
+    (the worker's allocations trigger the collection that destroys the dialogs in the worker thread)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", GUARDED_DIALOGS], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "all dialogs freed safely" in done.stdout

@@ -102,6 +102,17 @@ def _run(args: argparse.Namespace, qt_argv: list[str], log_path: Path) -> int:
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
 
+    from lesion_desktop.qt.gc_guard import install_main_thread_collector
+
+    # Before any worker starts: cyclic garbage (closed dialogs among it) is only ever collected in this thread.
+    undo_collector = install_main_thread_collector()
+    try:
+        return _run_window(app, args, log_path)
+    finally:
+        undo_collector()
+
+
+def _run_window(app: QApplication, args: argparse.Namespace, log_path: Path) -> int:
     from lesion_desktop.qt.main_window import MainWindow
     from lesion_desktop.qt.workers import wait_for_lingering
 
