@@ -10,8 +10,10 @@ two ticks. Phases, in order, each gap counted in the phase where it ends:
              progress bar, ETA and live curves updated from the worker's signals
 The ratio is each phase's longest gap over the idle one. A full cyclic-GC pass over the ~400k objects of a
 loaded app holds the GIL for ~170 ms, whichever thread triggers it: Engine.warm_up() therefore calls
-gc.freeze(); `--no-gc-freeze` measures without it (results in gui_stall-no_gc_freeze.json). `--diagnose` shows
-where the threads were during stalls.
+gc.freeze(); `--no-gc-freeze` measures without it (results in gui_stall-no_gc_freeze.json). The app collects
+cyclic garbage only on the GUI thread (lesion_desktop.qt.gc_guard, installed here as run_gui does): `--no-gc-guard`
+measures with Python's automatic collector instead (gui_stall-no_gc_guard.json). `--diagnose` shows where the
+threads were during stalls.
 
     python -m benchmarks.bench_gui_stall [--models DIR] [--images 8] [--batches 6]
 """
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-s", type=float, default=2.0)
     p.add_argument("--no-gc-freeze", action="store_true",
                    help="make gc.freeze() a no-op, to measure the app without Engine.warm_up's GC freeze")
+    p.add_argument("--no-gc-guard", action="store_true",
+                   help="leave Python's automatic collector on, as before lesion_desktop.qt.gc_guard")
     p.add_argument("--diagnose", action="store_true",
                    help="sample every thread's Python stack during stalls over 30 ms and print where they were")
     args = p.parse_args(argv)
@@ -114,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(["bench"])
+    if not args.no_gc_guard:
+        from lesion_desktop.qt.gc_guard import install_main_thread_collector
+
+        install_main_thread_collector()  # as run_gui does before the window exists
     ticks: list[float] = []
     timer = QTimer()
     timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -249,12 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     worst = max((s["max"] for k, s in summary.items() if k != "idle"), default=0.0)
     met = worst <= TARGET_STALL_MS
     print(f"target: no stall over {TARGET_STALL_MS:.0f} ms while working: worst {worst:.0f} ms, {verdict(met)}")
-    name = "gui_stall-no_gc_freeze" if args.no_gc_freeze else "gui_stall"
+    name = "gui_stall" + ("-no_gc_freeze" if args.no_gc_freeze else "") + ("-no_gc_guard" if args.no_gc_guard else "")
     save_results(name, info, {"models": str(models), "models_kind": kind, "tick_ms": TICK_MS,
                                      "images": len(files), "retrain_batches": args.batches, "summary": summary,
                                      "retrain_dialog_open_s": holder["dialog_open_s"],
                                      "worst_ms": worst, "target_ms": TARGET_STALL_MS, "target_met": met,
-                               "gc_freeze": not args.no_gc_freeze, "gc_tracked_objects": len(gc.get_objects())})
+                               "gc_freeze": not args.no_gc_freeze, "gc_guard": not args.no_gc_guard,
+                               "gc_tracked_objects": len(gc.get_objects())})
     app.quit()
     return 0
 

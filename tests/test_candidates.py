@@ -1,0 +1,59 @@
+"""Trained member bundles against the shipped ensemble (training.candidates): grids, choice on validation only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tests.test_featcache import K, synthetic_cache
+from training.candidates import compare, simplex
+from training.levers import CacheSet, MemberData
+
+
+def with_extra(cs: CacheSet, strength: float, seed: int) -> CacheSet:
+    """A third member whose logits carry `strength` times the true class (plus noise) on every split."""
+    rng = np.random.default_rng(seed)
+    md = MemberData("extra", 1.0, 0.0)
+    for name, split in cs.splits.items():
+        y = split.labels
+        md.logits[(name, "plain")] = strength * np.eye(K)[y] + rng.normal(size=(len(y), K))
+        md.features[(name, "plain")] = md.logits[(name, "plain")]
+    cs.members.append(md)
+    return cs
+
+
+def row(rows, start):
+    return next(r for r in rows if r["candidate"].startswith(start))
+
+
+def test_the_weight_grid_covers_the_simplex_of_the_chosen_members():
+    grid = simplex(4, [0, 1, 3])
+    assert len(grid) == 66  # weights in tenths over three members that sum to 1: C(12, 2)
+    for cfg in grid:
+        assert cfg.weights is not None and abs(sum(cfg.weights) - 1) < 1e-9 and cfg.weights[2] == 0.0
+
+
+def test_a_stronger_member_is_kept_and_a_useless_one_is_not():
+    strong = compare(with_extra(synthetic_cache(0.0, 0.0), strength=4.0, seed=1), shipped=2)
+    assert row(strong, "shipped default")["cross_fitted"]["delta"]["balanced_accuracy"] == 0
+    extra = row(strong, "extra as an extra member, weights tuned")
+    assert extra["kept"] and extra["cross_fitted"]["delta"]["balanced_accuracy"] > 0.05
+    assert row(strong, "extra alone")["kept"]
+    useless = compare(with_extra(synthetic_cache(0.0, 0.0), strength=0.0, seed=1), shipped=2)
+    assert not any(r["kept"] for r in useless)
+    equal = row(useless, "extra as an extra member, equal weights")
+    assert equal["cross_fitted"]["delta"]["balanced_accuracy"] < 0  # a third of the vote to noise costs
+    tuned = row(useless, "extra in place of m0, weights tuned")  # judged cross-fitted: less than chosen in-sample
+    assert len(tuned["fold_choices"]) == 5
+    assert tuned["cross_fitted"]["balanced_accuracy"] < tuned["in_sample"]["balanced_accuracy"]
+
+
+def test_the_test_split_never_matters():
+    first = compare(with_extra(synthetic_cache(0.0, 0.0), strength=1.0, seed=2), shipped=2)
+    cs = with_extra(synthetic_cache(0.0, 0.0), strength=1.0, seed=2)
+    rng = np.random.default_rng(7)
+    cs.splits["test"].labels[:] = rng.permutation(cs.splits["test"].labels)
+    for m in cs.members:
+        m.logits[("test", "plain")] = rng.normal(size=m.logits[("test", "plain")].shape) * 5
+    assert json.dumps(compare(cs, shipped=2), sort_keys=True) == json.dumps(first, sort_keys=True)

@@ -1,0 +1,155 @@
+"""Trained member bundles tried against the shipped ensemble: alone, in place of a member, or as an extra member.
+
+Issue 17's backbone levers (a fine-tune at another size, another architecture) each produce one member bundle.
+This scores such bundles on the validation split only, beside the shipped members' cached logits
+(`training.levers`), with the member weights chosen on a simplex grid and cross-fitted over lesion folds, and
+compares every candidate ensemble with the shipped one on the same lesions (paired intervals).
+
+    python -m training.candidates BUNDLE [BUNDLE ...] [--out FILE]
+
+A bundle must share the ensemble's effective size (its first preprocessing stage); its own input size, mean and
+colour constancy are applied as the app would. Bundles without an ONNX graph are exported first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.ablation import Config, Lab, better, cross_fitted, figures, fmt_iv, select
+from training.levers import CacheSet, MemberData
+
+WEIGHT_STEP = 0.1
+
+
+def simplex(n: int, active: list[int], step: float = WEIGHT_STEP) -> list[Config]:
+    """Every weighting of the `active` members (of n) on a `step` grid that sums to 1; the others get 0."""
+    steps = [round(float(x), 2) for x in np.arange(0.0, 1.0 + 1e-9, step)]
+    out = []
+    for combo in itertools.product(steps, repeat=len(active)):
+        if abs(sum(combo) - 1.0) > 1e-9:
+            continue
+        ws = [0.0] * n
+        for i, c in zip(active, combo, strict=True):
+            ws[i] = c
+        out.append(Config(weights=tuple(ws)))
+    return out
+
+
+def candidate_grids(cs: CacheSet, shipped: int) -> list[tuple[str, list[Config]]]:
+    """For each member after the first `shipped`: alone, in place of each shipped member, and as an extra one."""
+    n = len(cs.members)
+    names = [m.name for m in cs.members]
+    base = tuple(cs.members[i].weight if i < shipped else 0.0 for i in range(n))
+    out: list[tuple[str, list[Config]]] = [("shipped default", [Config(weights=base)])]
+    for k in range(shipped, n):
+        out.append((f"{names[k]} alone", [Config(weights=tuple(1.0 if i == k else 0.0 for i in range(n)))]))
+        for j in range(shipped):
+            swapped = tuple(base[j] if i == k else (0.0 if i == j else base[i]) for i in range(n))
+            out.append((f"{names[k]} in place of {names[j]}, shipped weights", [Config(weights=swapped)]))
+            others = [i for i in range(shipped) if i != j]
+            out.append((f"{names[k]} in place of {names[j]}, weights tuned", simplex(n, [*others, k])))
+        out.append((f"{names[k]} as an extra member, weights tuned", simplex(n, [*range(shipped), k])))
+        equal = tuple(1.0 / (shipped + 1) if (i < shipped or i == k) else 0.0 for i in range(n))
+        out.append((f"{names[k]} as an extra member, equal weights", [Config(weights=equal)]))
+    return out
+
+
+def compare(cs: CacheSet, shipped: int) -> list[dict[str, Any]]:
+    """Each candidate on validation against the shipped ensemble (the first `shipped` members, their weights)."""
+    lab = Lab(cs)
+    grids = candidate_grids(cs, shipped)
+    base = lab.probs(grids[0][1][0], "val")
+    rows = []
+    for label, grid in grids:
+        chosen = select(lab, grid)
+        row: dict[str, Any] = {"candidate": label, "label": chosen.label(),
+                               "in_sample": figures(lab, lab.probs(chosen, "val"), "val", base)}
+        if len(grid) > 1:
+            oof, folds = cross_fitted(lab, grid)
+            row["cross_fitted"] = figures(lab, oof, "val", base)
+            row["fold_choices"] = folds
+        else:
+            row["cross_fitted"] = row["in_sample"]
+        row["kept"], row["why"] = better(row) if label != "shipped default" else (False, "the baseline")
+        rows.append(row)
+    return rows
+
+
+def add_bundles(cs: CacheSet, models: Path, data: str, bundles: list[Path]) -> dict[str, dict[str, Any]]:
+    """Score each bundle on the validation images (the app's preprocessing) and append it to `cs.members`."""
+    from lesion_desktop.inference.onnx_runner import OnnxRunner
+    from lesion_desktop.manifest import onnx_graph, validate_ensemble, validate_member
+    from training.featcache import VIEWS, run_view
+    from training.levers import _effective_images, default_split
+
+    info = validate_ensemble(models)
+    _, ds = default_split(data, info)
+    images = _effective_images(ds, info, cs.splits["val"].image_ids)
+    timing = {}
+    for bundle in bundles:
+        member = validate_member(bundle)
+        if member.preprocess.effective_size != info.members[0].preprocess.effective_size:
+            raise ValueError(f"{bundle}: effective size {member.preprocess.effective_size} is not the ensemble's")
+        graph = onnx_graph(member, required=False)
+        if graph is None:
+            from lesion_desktop.inference.export import export_member
+
+            graph = export_member(bundle)
+            member = validate_member(bundle)
+        t0 = time.perf_counter()
+        logits, features = run_view(OnnxRunner(member, graph, None), images, VIEWS["plain"])
+        seconds = time.perf_counter() - t0
+        name = f"{bundle.parent.name}/{bundle.name}"
+        md = MemberData(name, member.temperature, 0.0)
+        md.logits[("val", "plain")], md.features[("val", "plain")] = logits, features
+        cs.members.append(md)
+        timing[name] = {"seconds": seconds, "ms_per_image": 1000 * seconds / max(len(images), 1),
+                        "input_size": list(member.preprocess.input_size), "temperature": member.temperature}
+    return timing
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| candidate | weights chosen on val | val BA (cross-fitted) | d BA [paired 95%] | mel recall | "
+             "d mel recall [95%] | warn@30% mel / benign | ECE | kept |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s, c = r["in_sample"], r["cross_fitted"]
+        ba = f"{s['balanced_accuracy']:.3f}" + (f" ({c['balanced_accuracy']:.3f})" if c is not s else "")
+        lines.append(f"| {r['candidate']} | {r['label']} | {ba} | {c['delta']['balanced_accuracy']:+.3f} "
+                     f"{fmt_iv(c['paired_95']['balanced_accuracy'])} | {c['melanoma_recall']:.3f} | "
+                     f"{c['delta']['melanoma_recall']:+.3f} {fmt_iv(c['paired_95']['melanoma_recall'])} | "
+                     f"{c['warning_melanoma']:.3f} / {c['warning_benign']:.3f} | {c['ece']:.3f} | "
+                     f"{'yes' if r['kept'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.featcache import default_cache_root
+    from training.levers import load_cache
+
+    p = argparse.ArgumentParser(prog="python -m training.candidates", description=__doc__.splitlines()[0])
+    p.add_argument("bundles", type=Path, nargs="+", help="trained member bundles (folders with manifest.json)")
+    p.add_argument("--models", type=Path, default=Path("resources/models/default"))
+    p.add_argument("--data", default="../shared/data/ham10000")
+    p.add_argument("--cache", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    cs = load_cache(args.models, args.data, args.cache or default_cache_root(), {"val": ["plain"]})
+    shipped = len(cs.members)
+    timing = add_bundles(cs, args.models, args.data, args.bundles)
+    rows = compare(cs, shipped)
+    if args.out:
+        args.out.write_text(json.dumps({"timing": timing, "rows": rows}, indent=1))
+    print(json.dumps(timing, indent=1))
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
