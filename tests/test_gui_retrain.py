@@ -91,10 +91,19 @@ def test_retrain_to_the_end_install_and_roll_back(qtbot, make_window, installed_
     etas: list[str] = []
     dlg.progress_bar.valueChanged.connect(progress.append)
     dlg.progress_bar.valueChanged.connect(lambda _v: etas.append(dlg.eta_label.text()))
+
+    def not_in_this_process(folder):
+        raise AssertionError("the ONNX export ran in the window's process (it holds the GIL for up to 0.5 s)")
+
+    monkeypatch.setattr("lesion_desktop.inference.export.export_member", not_in_this_process)
     with qtbot.waitSignal(dlg.training_finished, timeout=900000) as blocker:
         dlg.start_button.click()
         assert dlg.cancel_button.isEnabled() and not dlg.start_button.isEnabled()
     result = blocker.args[0]
+    from lesion_desktop.inference import load_engine
+
+    # exported by a child process (the patch above does not reach it): the candidate runs on ONNX Runtime
+    assert load_engine(result.ensemble_dir, "cpu").backend == "onnxruntime"
     started = json.loads((result.ensemble_dir / "manifest.json").read_text())["training"]
     assert started["init"] == "active" and started["initialised_from"]["baseline_cnn"]["init"] == "active"
     assert Path(started["initialised_from"]["baseline_cnn"]["from"]).parent == installed_tiny

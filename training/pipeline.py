@@ -78,6 +78,7 @@ class RetrainConfig:
     half_weights: bool = False
     command: str = ""
     export_onnx: bool = True  # graphs beside the weights, so the candidate runs on ONNX Runtime on a CPU
+    export_in_child: bool = False  # export in a child process (the window: the exporter would stall it)
     fit_scope: bool = True  # a scope gate for the candidate, when its data are large enough to fit one
     # Where each member starts: "active" (the active ensemble's member of the same architecture, with its head,
     # input size and preprocessing; ImageNet, logged and recorded, when there is none), "imagenet" (the
@@ -172,7 +173,7 @@ def retrain(cfg: RetrainConfig, progress: Progress | None = None,
         weights=kept,
     )
     if cfg.export_onnx:
-        _export_graphs(built.path, progress)
+        _export_graphs(built.path, progress, isolated=cfg.export_in_child)
     if cfg.fit_scope:
         _fit_scope(built.path, data_dir, split_file, cache_dir, ScaledProgress(progress, 0.95, 0.96))
     comparison = reference = None
@@ -292,20 +293,33 @@ def member_config(cfg: RetrainConfig, architecture: str, start: MemberStart, dat
                    lr_top=tc.lr_top * FINE_TUNE_LR_SCALE, lr_all=tc.lr_all * FINE_TUNE_LR_SCALE)
 
 
-def _export_graphs(ensemble_dir: Path, progress: Progress | None) -> None:
+def _export_graphs(ensemble_dir: Path, progress: Progress | None, isolated: bool = False) -> None:
     """Export the candidate's members to ONNX now, so the app never exports at start; a failure is not fatal:
-    a member without a graph runs on PyTorch (slower on a CPU), and the log says why."""
-    from lesion_desktop.inference.export import export_member
+    a member without a graph runs on PyTorch (slower on a CPU), and the log says why. `isolated`: in a child
+    process (the window's retrain: the exporter would hold the GIL for up to half a second at a time)."""
+    from lesion_desktop.inference.export import export_member, export_members_isolated
     from lesion_desktop.manifest import validate_ensemble
 
-    for member in validate_ensemble(ensemble_dir).members:
-        check_cancel(progress)
-        if progress is not None:
-            progress.report(0.94, f"Preparing {member.architecture} for fast CPU inference (ONNX export)")
-        try:
-            export_member(member.path)
-        except Exception:  # an architecture the exporter cannot handle must not lose the trained candidate
-            log.warning("ONNX export of %s failed; it will run on PyTorch", member.path, exc_info=True)
+    members = validate_ensemble(ensemble_dir).members
+    check_cancel(progress)
+    if progress is not None:
+        progress.report(0.94, f"Preparing {', '.join(m.architecture for m in members)} for fast CPU inference "
+                              "(ONNX export)")
+    failures: dict[str, str] = {}
+    if isolated:
+        failures = export_members_isolated([m.path for m in members],
+                                           progress.cancelled if progress is not None else None)
+    else:
+        for member in members:
+            check_cancel(progress)
+            try:
+                export_member(member.path)
+            except Exception:  # an architecture the exporter cannot handle must not lose the trained candidate
+                import traceback
+
+                failures[str(member.path)] = traceback.format_exc()
+    for path, why in failures.items():
+        log.warning("ONNX export of %s failed; it will run on PyTorch\n%s", path, why)
 
 
 MIN_SCOPE_TRAINING_IMAGES = 1000  # fewer cannot outline what the models have seen (256 principal directions)

@@ -91,3 +91,59 @@ def export_member(folder: Path) -> Path:
 def export_ensemble(folder: Path) -> list[Path]:
     """Every member of an ensemble (or a single bundle) exported beside its weights."""
     return [export_member(m.path) for m in validate_ensemble(Path(folder)).members]
+
+
+def _export_in_child(folders: list[str], conn: Any) -> None:
+    """The child process's work: export each folder; send back {folder: traceback} for those that failed."""
+    failures: dict[str, str] = {}
+    for folder in folders:
+        try:
+            export_member(Path(folder))
+        except Exception:
+            import traceback
+
+            failures[folder] = traceback.format_exc()
+    conn.send(failures)
+    conn.close()
+
+
+def export_members_isolated(folders: list[Path], cancelled: Any = None, poll_s: float = 0.2) -> dict[str, str]:
+    """Export bundle folders in a child process; returns {folder: why} for those that failed.
+
+    The exporter is pure Python for seconds per member and holds the GIL for up to half a second at a time
+    (benchmarks/bench_gui_stall.py measured 450-500 ms stalls of the window while a retrain exported in its
+    worker thread); in a process of its own it cannot stall the GUI. `cancelled()` is polled: when it turns
+    true the child is stopped and CancelledError raised (the folders then have no graph, or their previous one).
+    """
+    import multiprocessing
+
+    from lesion_desktop.errors import CancelledError
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of this one's threads or Qt state
+    receive, send = ctx.Pipe(duplex=False)
+    names = [str(f) for f in folders]
+    child = ctx.Process(target=_export_in_child, args=(names, send), name="onnx-export", daemon=True)
+    child.start()
+    send.close()
+    try:
+        while True:
+            if receive.poll(poll_s):
+                try:
+                    result: dict[str, str] = receive.recv()
+                except EOFError:  # the child ended without an answer (killed, crashed)
+                    break
+                child.join()
+                return result
+            if cancelled is not None and cancelled():
+                child.terminate()
+                child.join()
+                raise CancelledError("Cancelled by the user; the active models were not changed.")
+            if not child.is_alive() and not receive.poll(0):
+                break
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+    why = f"the export process ended without an answer (exit code {child.exitcode})"
+    return {name: why for name in names}

@@ -17,6 +17,7 @@ marked under "RetrainVerdict", rendered here through `tr_core`; the pipeline's p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import re
@@ -556,6 +557,8 @@ class RetrainDialog(QDialog):
         except ValueError as e:
             self._on_error(str(e))
             return
+        # The exporter holds the GIL for up to half a second at a time: in this process it would freeze the window.
+        cfg = dataclasses.replace(cfg, export_in_child=True)
         records = self.records() if self.records_radio.isChecked() else None
         self._discard_work_dir()
         self.work_dir = Path(cfg.work_dir)
