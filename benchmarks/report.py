@@ -100,7 +100,9 @@ def gui_stall(d: dict[str, Any]) -> str:
             for k, s in d["summary"].items()]
     return "\n".join([
         f"### GUI responsiveness (QTimer every {d['tick_ms']} ms on the GUI thread)"
-        + ("" if d.get("gc_freeze", True) else ": without the GC freeze (`--no-gc-freeze`)"), "", _when(d), "",
+        + ("" if d.get("gc_freeze", True) else ": without the GC freeze (`--no-gc-freeze`)")
+        + ("" if d.get("gc_guard", True) else ": with Python's automatic collector in every thread (`--no-gc-guard`)"),
+        "", _when(d), "",
         table(rows, ["phase", "ticks", "median gap ms", "p99 gap ms", "max gap ms", "gaps > 50 ms",
                      "max vs idle"]), "",
         f"Target: no stall over {d['target_ms']:.0f} ms: worst {d['worst_ms']:.0f} ms, "
@@ -133,7 +135,8 @@ def flops(d: dict[str, Any]) -> str:
 def build() -> str:
     parts = []
     for name, fn in (("latency", latency), ("classify", classify), ("startup", startup),
-                     ("gui_stall", gui_stall), ("gui_stall-no_gc_freeze", gui_stall), ("flops", flops)):
+                     ("gui_stall", gui_stall), ("gui_stall-no_gc_freeze", gui_stall),
+                     ("gui_stall-no_gc_guard", gui_stall), ("flops", flops)):
         d = _load(name)
         if d:
             parts.append(fn(d))
