@@ -347,6 +347,46 @@ def test_distributed_shards_are_padded_to_one_length():
     assert len(set(seeds)) == 18
 
 
+def test_class_balanced_sampling_draws_the_classes_alike_and_repeats_on_resume(tmp_path):
+    """--sampling-power 1: an epoch's draws give each class about the same share, whatever its frequency;
+    the same epoch draws the same images again (resume), another epoch others; 0 keeps one pass per epoch."""
+    from training.augment import training_transform
+    from training.loader import training_loader
+
+    counts = [600, 200, 100, 50, 30, 15, 5]  # 1,000 images, as skewed as HAM10000
+    labels = np.repeat(np.arange(7), counts)
+    images = np.zeros((len(labels), 8, 8, 3), np.uint8)
+    idx = np.arange(len(labels))
+
+    def drawn(power: float, epoch: int) -> np.ndarray:
+        loader = training_loader(images, labels, idx, PreprocessConfig(input_size=(8, 8)), training_transform((8, 8)),
+                                 batch_size=50, seed=3, sampling_power=power)
+        loader.batch_sampler.set_epoch(epoch)
+        return np.array([i for batch in loader.batch_sampler for i, _ in batch])
+
+    balanced = drawn(1.0, 0)
+    share = np.bincount(labels[balanced], minlength=7) / len(balanced)
+    assert len(balanced) == 1000 and np.all(np.abs(share - 1 / 7) < 0.05)  # vs 0.60 ... 0.005 in the data
+    assert np.array_equal(drawn(1.0, 0), balanced) and not np.array_equal(drawn(1.0, 1), balanced)
+    half = np.bincount(labels[drawn(0.5, 0)], minlength=7)
+    assert half[0] > half[6] * 3 and half[6] > 5 * 2  # square-root balancing lies in between
+    plain = drawn(0.0, 0)
+    assert sorted(plain.tolist()) == idx.tolist()  # each image once
+
+
+def test_sampling_power_reaches_training_and_its_record(tmp_path):
+    from training.trainer import setup
+
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    cfg = _tiny_cfg(data, tmp_path / "run", epochs_top=0, sampling_power=1.0, class_weight_power=0.0)
+    run = setup(cfg, None, 0.0)
+    assert run.loader.batch_sampler.draw_p is not None  # the loader draws class-balanced
+    assert run.loss_fn.weight is not None and bool((run.loss_fn.weight == 1).all())  # and the loss weighs alike
+    res = train(cfg)
+    config = json.loads((res.bundle / "manifest.json").read_text())["training"]["config"]
+    assert config["sampling_power"] == 1.0 and config["class_weight_power"] == 0.0
+
+
 def test_training_with_worker_processes_learns_the_same_weights(tmp_path):
     data = make_ham_subset(tmp_path / "data", per_class=6)
     serial = train(_tiny_cfg(data, tmp_path / "serial", epochs_top=0, workers=0))

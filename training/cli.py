@@ -306,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class-weight-power", dest="class_weight_power", type=float,
                    help="loss weight of a class = (1/frequency)**power: 1 balances the classes (default), "
                         "0 weighs every image alike")
+    t.add_argument("--sampling-power", dest="sampling_power", type=float,
+                   help="class-balanced sampling instead: each epoch draws its images with replacement, an image "
+                        "of class c with weight 1/count(c)**power (1 balances the classes; default 0: each image "
+                        "once per epoch); use with --class-weight-power 0")
     t.add_argument("--patience", type=int,
                    help="stop all-layers training after this many epochs without a new best, counted from its midpoint")
     t.add_argument("--seed", type=int, help="initialisation, augmentation and batch order (default 0)")

@@ -29,6 +29,9 @@ class TrainConfig:
     lr_all: float = 1e-4
     weight_decay: float = 1e-4
     class_weight_power: float = 1.0  # 1: inverse-frequency loss weights; 0: none
+    # > 0: class-balanced sampling instead (draws with replacement, weight 1/count^power); usually with
+    # class_weight_power 0, or the rare classes are favoured twice
+    sampling_power: float = 0.0
     patience: int = 3
     seed: int = 0
     imagenet: str = "auto"  # "auto": torch cache if present; "none"; or a weights file path

@@ -35,9 +35,11 @@ class EpochBatches(Sampler[list[Key]]):
     """
 
     def __init__(self, indices: np.ndarray, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 max_batches: int | None = None) -> None:
+                 max_batches: int | None = None, draw_weights: np.ndarray | None = None) -> None:
         self.indices = np.asarray(indices, dtype=np.int64)
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        # None: each image once per epoch. Else one weight per index: an epoch of as many draws, with replacement.
+        self.draw_p = None if draw_weights is None else np.asarray(draw_weights, np.float64) / np.sum(draw_weights)
         self.per_rank = math.ceil(len(self.indices) / world)
         batches = math.ceil(self.per_rank / batch_size)
         self.batches = min(batches, max_batches) if max_batches else batches
@@ -52,7 +54,10 @@ class EpochBatches(Sampler[list[Key]]):
     def shard(self) -> tuple[np.ndarray, np.ndarray]:
         """This rank's images for the epoch and their augmentation seeds (every rank gets `per_rank`)."""
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.indices)
+        if self.draw_p is None:
+            order = rng.permutation(self.indices)
+        else:
+            order = rng.choice(self.indices, size=len(self.indices), replace=True, p=self.draw_p)
         seeds = rng.integers(0, 2**62, size=self.per_rank * self.world)
         padding = self.per_rank * self.world - len(order)
         order = np.concatenate([order, np.resize(order, padding)])  # repeats from the start, as torch does
@@ -106,11 +111,20 @@ def collate(samples: list[tuple[torch.Tensor, int]], pre: PreprocessConfig) -> t
 
 def training_loader(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, pre: PreprocessConfig,
                     transform: v2.Compose, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                    max_batches: int | None = None, workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """Augmented, normalised training batches; call `loader.batch_sampler.set_epoch(e)` before each epoch."""
+                    max_batches: int | None = None, workers: int = 0, pin_memory: bool = False,
+                    sampling_power: float = 0.0) -> DataLoader:
+    """Augmented, normalised training batches; call `loader.batch_sampler.set_epoch(e)` before each epoch.
+
+    `sampling_power` p > 0 draws each epoch's images with replacement, an image of class c with weight
+    1 / count(c)^p (1: every class equally often; 0.5: square-root balancing); 0: each image once per epoch.
+    """
+    draw = None
+    if sampling_power > 0:
+        counts = np.bincount(labels[indices], minlength=int(labels.max()) + 1).astype(np.float64)
+        draw = 1.0 / np.maximum(counts[labels[indices]], 1.0) ** sampling_power
     return DataLoader(
         AugmentedImages(images, labels, transform),
-        batch_sampler=EpochBatches(indices, batch_size, seed, rank, world, max_batches),
+        batch_sampler=EpochBatches(indices, batch_size, seed, rank, world, max_batches, draw),
         collate_fn=partial(collate, pre=pre), num_workers=workers, pin_memory=pin_memory,
         # its own generator: drawing worker seeds must not move the global torch stream (dropout, resume)
         generator=torch.Generator().manual_seed(seed),

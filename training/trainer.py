@@ -135,7 +135,7 @@ def setup(cfg: TrainConfig, progress: Progress | None, t0: float) -> Run:
     loader = training_loader(
         data.cache.images, data.labels, data.train, data.preprocess, training_transform(data.preprocess.input_size),
         batch_size=cfg.batch_size, seed=cfg.seed, rank=rank, world=world, max_batches=cfg.max_batches,
-        workers=workers, pin_memory=device.type == "cuda",
+        workers=workers, pin_memory=device.type == "cuda", sampling_power=cfg.sampling_power,
     )
     return Run(cfg, rank, world, device, data, model, nn.CrossEntropyLoss(weight=weights), loader, cfg.phases(),
                ScaledProgress(progress, 0.05, 0.95) if progress else None, t0)
