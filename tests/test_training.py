@@ -387,6 +387,39 @@ def test_sampling_power_reaches_training_and_its_record(tmp_path):
     assert config["sampling_power"] == 1.0 and config["class_weight_power"] == 0.0
 
 
+def test_ema_keeps_the_average_of_the_weights_and_resumes_it(tmp_path):
+    """--ema-decay: the bundle holds the moving average (what each epoch was judged by), not the last step's
+    weights; an interrupted run goes on with the average it had, so it ends where an uninterrupted one does."""
+    import torch
+    from safetensors.torch import load_file
+
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    kw = dict(epochs_head=0, epochs_top=0, ema_decay=0.5, max_batches=3)
+    one = train(_tiny_cfg(data, tmp_path / "one", epochs_all=1, **kw))
+    ck = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    assert ck["ema"] and int(ck["ema"]["n_averaged"]) == 3
+    saved = load_file(str(one.bundle / "weights.safetensors"))
+    averaged = {k.removeprefix("module."): v for k, v in ck["ema"].items() if k.startswith("module.")}
+    last = ck["model"]
+    name = next(k for k, v in last.items() if v.dtype.is_floating_point and v.ndim > 1)
+    assert torch.equal(saved[name].float(), averaged[name].float())
+    assert (saved[name].float() - last[name].float()).abs().max() > 1e-6  # the last step's weights differ
+    # two epochs straight, or stopped after the first and resumed from its checkpoint: the same average
+    straight = train(_tiny_cfg(data, tmp_path / "straight", epochs_all=2, **kw))
+    state = TaskState(on_report=lambda _f, msg: state.cancel() if msg.startswith("all epoch 1/2:") else None)
+    with pytest.raises(CancelledError):
+        train(_tiny_cfg(data, tmp_path / "stopped", epochs_all=2, **kw), state)
+    resumed = train(_tiny_cfg(data, tmp_path / "stopped", epochs_all=2, **kw))
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["ema"]
+    b = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)["ema"]
+    assert int(b["n_averaged"]) == 6 and all(torch.equal(a[k], b[k]) for k in a)
+    assert len(resumed.history) == 2
+    assert [(h["loss"], h["val_balanced_accuracy"]) for h in straight.history] == \
+        [(h["loss"], h["val_balanced_accuracy"]) for h in resumed.history]
+    assert torch.equal(load_file(str(straight.bundle / "weights.safetensors"))[name],
+                       load_file(str(resumed.bundle / "weights.safetensors"))[name])
+
+
 def test_training_with_worker_processes_learns_the_same_weights(tmp_path):
     data = make_ham_subset(tmp_path / "data", per_class=6)
     serial = train(_tiny_cfg(data, tmp_path / "serial", epochs_top=0, workers=0))

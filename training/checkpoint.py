@@ -116,11 +116,12 @@ def record_run(state: TrainState, cfg: TrainConfig, t0: float) -> None:
 
 def save_checkpoint(path: Path, cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer,
                     sched: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler, state: TrainState,
-                    phase: PhasePlan, effective_size: tuple[int, int]) -> None:
+                    phase: PhasePlan, effective_size: tuple[int, int], ema: nn.Module | None = None) -> None:
     save_atomic({"config": json.loads(json.dumps(asdict(cfg))), "arch": cfg.architecture,
                  "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "scaler": scaler.state_dict(), "state": asdict(state), "opt_phase_name": phase.name,
-                 "torch_rng": torch.get_rng_state(), "effective_size": list(effective_size)}, path)
+                 "torch_rng": torch.get_rng_state(), "effective_size": list(effective_size),
+                 "ema": ema.state_dict() if ema is not None else {}}, path)
 
 
 def save_atomic(obj: Any, path: Path) -> None:

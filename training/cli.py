@@ -310,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class-balanced sampling instead: each epoch draws its images with replacement, an image "
                         "of class c with weight 1/count(c)**power (1 balances the classes; default 0: each image "
                         "once per epoch); use with --class-weight-power 0")
+    t.add_argument("--ema-decay", dest="ema_decay", type=float,
+                   help="keep an exponential moving average of the weights with this decay per step (e.g. "
+                        "0.998) and judge each epoch, and keep the best, by it (default 0: off)")
     t.add_argument("--patience", type=int,
                    help="stop all-layers training after this many epochs without a new best, counted from its midpoint")
     t.add_argument("--seed", type=int, help="initialisation, augmentation and batch order (default 0)")

@@ -32,6 +32,9 @@ class TrainConfig:
     # > 0: class-balanced sampling instead (draws with replacement, weight 1/count^power); usually with
     # class_weight_power 0, or the rare classes are favoured twice
     sampling_power: float = 0.0
+    # > 0: keep an exponential moving average of the weights (decay per step, e.g. 0.998); epochs are judged,
+    # and the best one kept, by the average rather than by the weights of the last step
+    ema_decay: float = 0.0
     patience: int = 3
     seed: int = 0
     imagenet: str = "auto"  # "auto": torch cache if present; "none"; or a weights file path

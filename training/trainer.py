@@ -78,6 +78,12 @@ class Run:
     progress: Progress | None  # the training part's share of the caller's progress
     t0: float
     epoch_times: list[float] = field(default_factory=list)
+    ema: Any = None  # torch.optim.swa_utils.AveragedModel of `model` when cfg.ema_decay > 0
+
+    @property
+    def judged(self) -> nn.Module:
+        """The weights each epoch is scored by and the best kept from: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def batches(self) -> int:
@@ -137,8 +143,13 @@ def setup(cfg: TrainConfig, progress: Progress | None, t0: float) -> Run:
         batch_size=cfg.batch_size, seed=cfg.seed, rank=rank, world=world, max_batches=cfg.max_batches,
         workers=workers, pin_memory=device.type == "cuda", sampling_power=cfg.sampling_power,
     )
-    return Run(cfg, rank, world, device, data, model, nn.CrossEntropyLoss(weight=weights), loader, cfg.phases(),
-               ScaledProgress(progress, 0.05, 0.95) if progress else None, t0)
+    run = Run(cfg, rank, world, device, data, model, nn.CrossEntropyLoss(weight=weights), loader, cfg.phases(),
+              ScaledProgress(progress, 0.05, 0.95) if progress else None, t0)
+    if cfg.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    return run
 
 
 def pick_device(name: str) -> torch.device:
@@ -229,6 +240,8 @@ def resume(run: Run) -> tuple[TrainState, Resume | None]:
     found = load_checkpoint(run.checkpoint_path, run.cfg, run.data.preprocess.effective_size, run.progress)
     if found is not None:
         run.model.load_state_dict(found.checkpoint["model"])
+        if run.ema is not None and found.checkpoint.get("ema"):
+            run.ema.load_state_dict(found.checkpoint["ema"])
         torch.set_rng_state(found.checkpoint["torch_rng"])
         state = TrainState.from_dict(found.checkpoint["state"])
         resume_position(state, run.phases, found.old_phases, run.progress)
@@ -261,7 +274,7 @@ def train_phase(run: Run, state: TrainState, pi: int, resume_from: Resume | None
         entry = _record_epoch(run, state, pi, ep, loss, metrics, trainable)
         if run.rank == 0:
             save_checkpoint(run.checkpoint_path, run.cfg, _bare(run.model), opt, sched, scaler, state, phase,
-                            run.data.preprocess.effective_size)
+                            run.data.preprocess.effective_size, run.ema)
             _report_epoch(run, state, phase, ep, entry, metrics)
         if _should_stop(run, state, phase):
             return True
@@ -320,6 +333,8 @@ def train_one_epoch(run: Run, net: nn.Module, opt: torch.optim.Optimizer, sched:
         scaler.step(opt)
         scaler.update()
         sched.step()
+        if run.ema is not None:
+            run.ema.update_parameters(_bare(run.model))
         running += loss.item()
         _report_batch(run, phase, ep, b, running, te, done_epochs)
     return running / max(run.batches, 1)
@@ -328,7 +343,7 @@ def train_one_epoch(run: Run, net: nn.Module, opt: torch.optim.Optimizer, sched:
 def evaluate_epoch(run: Run) -> dict[str, Any]:
     """The model's validation metrics (uncalibrated: temperature does not change the ranking)."""
     d = run.data
-    _, probs = predict_probs(run.model, d.images(d.val), d.preprocess, run.device, run.cfg.eval_batch_size, 1.0,
+    _, probs = predict_probs(run.judged, d.images(d.val), d.preprocess, run.device, run.cfg.eval_batch_size, 1.0,
                              run.progress)
     return evaluate(probs, d.labels[d.val])
 
@@ -340,7 +355,7 @@ def _start_is_eligible(run: Run, state: TrainState) -> None:
     state.best = metrics["balanced_accuracy"]
     state.start = {"val_balanced_accuracy": metrics["balanced_accuracy"],
                    "val_melanoma_recall": metrics["melanoma_recall"], "val_accuracy": metrics["accuracy"]}
-    _save_best(run.model, Path(run.cfg.out_dir) / BEST)
+    _save_best(run.judged, Path(run.cfg.out_dir) / BEST)
     if run.progress is not None:
         run.progress.report(0.0, f"As it starts: {headline(metrics)}")
 
@@ -349,7 +364,7 @@ def _keep_if_best(run: Run, state: TrainState, phase: PhasePlan, ep: int, metric
     if metrics["balanced_accuracy"] > state.best:
         state.best = metrics["balanced_accuracy"]
         state.since_best = 0
-        _save_best(run.model, Path(run.cfg.out_dir) / BEST)
+        _save_best(run.judged, Path(run.cfg.out_dir) / BEST)
     elif ep + 1 > phase.epochs // 2:
         # One-cycle: the first half of a phase runs at a high rate and is judged by where it leads,
         # so epochs without improvement count towards patience only from the midpoint.
