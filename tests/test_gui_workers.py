@@ -177,7 +177,7 @@ def test_cyclic_garbage_is_collected_in_the_gui_thread_never_in_a_worker(qtbot):
     w = runner.run(allocate)
     qtbot.waitUntil(w.done.is_set, timeout=120000)
     assert "worker" not in freed_in
-    qtbot.waitUntil(lambda: bool(freed_in), timeout=10000)  # the timer's collection, in this thread
+    qtbot.waitUntil(lambda: bool(freed_in), timeout=60000)  # the timer's collection, in this thread
     assert freed_in == [threading.main_thread().name]
 
 
