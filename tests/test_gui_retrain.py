@@ -201,14 +201,19 @@ def _candidate(tmp_path: Path, tiny_models: Path, *, worse: bool) -> RetrainResu
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["name"] = "candidate-tiny"
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    comparison = compared(worse=worse)
+    return RetrainResult(folder, comparison.candidate, None, comparison)
+
+
+def compared(*, worse: bool) -> Comparison:
+    """The candidate against the active models on 812 validation images: clearly worse, or better."""
     if worse:
         new, old = _metrics(0.52, 0.0), _metrics(0.77, 0.71)
         diff = {"balanced_accuracy": [-0.30, -0.20], "melanoma_recall": [-0.80, -0.62], "unit": "lesion"}
     else:
         new, old = _metrics(0.80, 0.75), _metrics(0.77, 0.71)
         diff = {"balanced_accuracy": [0.01, 0.05], "melanoma_recall": [-0.02, 0.10], "unit": "lesion"}
-    comparison = Comparison(1504, 692, 812, 640, 90, new, old, diff)
-    return RetrainResult(folder, new, None, comparison)
+    return Comparison(1504, 692, 812, 640, 90, new, old, diff)
 
 
 def _finish_training(qtbot, dlg, monkeypatch, result: RetrainResult, tmp_path: Path) -> None:

@@ -12,27 +12,17 @@ from pathlib import Path
 from PySide6.QtWidgets import QMessageBox
 
 from lesion_desktop import wording
-from lesion_desktop.classes import CLASS_CODES
 from lesion_desktop.settings import Settings
+from tests.test_gui_retrain import compared
 from tests.test_translations import _install, _xml
 from training import comparison
 from training.comparison import small_class_notes
-from training.pipeline import Comparison, RetrainResult
-
-
-def _metrics(ba: float, mel: float) -> dict:
-    return {"n": 812, "balanced_accuracy": ba, "melanoma_recall": mel, "accuracy": ba, "macro_auc": ba,
-            "per_class": {c: {"recall": mel if c == "mel" else ba} for c in CLASS_CODES}}
+from training.pipeline import RetrainResult
 
 
 def _result(tmp_path: Path, *, worse: bool) -> RetrainResult:
-    if worse:
-        new, old = _metrics(0.52, 0.0), _metrics(0.77, 0.71)
-        diff = {"balanced_accuracy": [-0.30, -0.20], "melanoma_recall": [-0.80, -0.62], "unit": "lesion"}
-    else:
-        new, old = _metrics(0.80, 0.75), _metrics(0.77, 0.71)
-        diff = {"balanced_accuracy": [0.01, 0.05], "melanoma_recall": [-0.02, 0.10], "unit": "lesion"}
-    result = RetrainResult(tmp_path / "candidate", new, None, Comparison(1504, 692, 812, 640, 90, new, old, diff))
+    figures = compared(worse=worse)  # the figures tests/test_gui_retrain.py's dialog tests show
+    result = RetrainResult(tmp_path / "candidate", figures.candidate, None, figures)
     result.notes = small_class_notes({"df": 2})
     return result
 
