@@ -412,9 +412,11 @@ def test_the_clinics_records_are_exported_and_fed_to_the_pipeline(qtbot, make_wi
         return _candidate(tmp_path, tiny_models, worse=True)
 
     monkeypatch.setattr("lesion_desktop.qt.retrain_dialog._run_retrain", fake_retrain)
-    dlg.start_button.click()
-    assert dlg.status_label.text() == "Exporting 6 examinations with a histopathology outcome (bcc 1, mel 2, nv 3)…"
-    qtbot.waitUntil(lambda: not dlg.running, timeout=300000)
+    # the signal, not `running`: the worker is done before its result reaches the dialog through the event loop
+    with qtbot.waitSignal(dlg.training_finished, timeout=300000):
+        dlg.start_button.click()
+        assert dlg.status_label.text() == ("Exporting 6 examinations with a histopathology outcome "
+                                           "(bcc 1, mel 2, nv 3)…")
     assert dlg.candidate is not None, dlg.status_label.text()
     cfg = seen["cfg"]
     assert Path(cfg.data) == dlg.work_dir / "clinic-records" and cfg.init == "active"
