@@ -218,31 +218,39 @@ def figures(lab: Lab, p: np.ndarray, split: str, base: np.ndarray, refit: np.nda
     return out
 
 
-def fit_head(features: np.ndarray, labels: np.ndarray, l2: float, steps: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """A class-balanced multinomial logistic regression on standardised features, folded back to raw features."""
+def fit_softmax_regression(x: np.ndarray, labels: np.ndarray, l2: float, class_weights: np.ndarray | None = None,
+                           steps: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression by L-BFGS: weight (K, C) and bias (K,) minimising the (weighted)
+    cross-entropy plus l2 * |weight|^2."""
     import torch
 
-    mu = features.mean(axis=0)
-    sd = features.std(axis=0) + 1e-6
-    x = torch.as_tensor((features - mu) / sd, dtype=torch.float32)
+    xt = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(labels, dtype=torch.int64)
-    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
-    cw = torch.as_tensor(np.where(counts > 0, len(labels) / (NUM_CLASSES * np.maximum(counts, 1)), 0.0),
-                         dtype=torch.float32)
-    w = torch.zeros(NUM_CLASSES, x.shape[1], requires_grad=True)
+    cw = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+    w = torch.zeros(NUM_CLASSES, xt.shape[1], requires_grad=True)
     b = torch.zeros(NUM_CLASSES, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y, weight=cw) + l2 * (w * w).sum()
+        loss = torch.nn.functional.cross_entropy(xt @ w.T + b, y, weight=cw) + l2 * (w * w).sum()
         loss.backward()
         return loss
 
     torch.manual_seed(0)
     opt.step(closure)
-    weight = w.detach().numpy().astype(np.float64) / sd
-    bias = b.detach().numpy().astype(np.float64) - weight @ mu
+    return w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, l2: float, steps: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """A class-balanced multinomial logistic regression on standardised features, folded back to raw features."""
+    mu = features.mean(axis=0)
+    sd = features.std(axis=0) + 1e-6
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(np.float64)
+    cw = np.where(counts > 0, len(labels) / (NUM_CLASSES * np.maximum(counts, 1)), 0.0)
+    w, b = fit_softmax_regression((features - mu) / sd, labels, l2, cw, steps)
+    weight = w / sd
+    bias = b - weight @ mu
     return weight, bias
 
 
@@ -381,6 +389,24 @@ def better(row: dict[str, Any]) -> tuple[bool, str]:
     return True, f"balanced accuracy {cf['delta']['balanced_accuracy']:+.3f}, interval above 0"
 
 
+def scored_grid(lab: Lab, grid: Sequence[Config], base: np.ndarray, refit: bool = True) -> dict[str, Any]:
+    """A candidate (one Config) or a tuned lever (several) on validation against `base`: the setting chosen on
+    all of validation with its figures (and the ECE with temperatures re-fitted, if `refit`), the cross-fitted
+    figures where the grid has a choice to make, and whether it is kept (`better`)."""
+    chosen = select(lab, grid)
+    refitted = lab.probs(chosen, "val", lab.refit_temperatures(chosen)) if refit else None
+    row: dict[str, Any] = {"config": asdict(chosen), "label": chosen.label(),
+                           "in_sample": figures(lab, lab.probs(chosen, "val"), "val", base, refitted)}
+    if len(grid) > 1:
+        oof, fold_choices = cross_fitted(lab, grid)
+        row["cross_fitted"] = figures(lab, oof, "val", base)
+        row["fold_choices"] = fold_choices
+    else:
+        row["cross_fitted"] = row["in_sample"]
+    row["kept"], row["why"] = better(row)
+    return row
+
+
 def fmt_iv(iv: Sequence[float] | None) -> str:
     return f"[{iv[0]:+.3f}, {iv[1]:+.3f}]" if iv else "n/a"
 
@@ -399,22 +425,12 @@ def ablate(cs: CacheSet, log: Callable[[str], None] | None = None) -> dict[str, 
     rows[0]["cross_fitted"] = rows[0]["in_sample"]
     for lever in levers(lab):
         t1 = time.perf_counter()
-        chosen = select(lab, lever.grid)
-        refit = lab.probs(chosen, "val", lab.refit_temperatures(chosen))
         row: dict[str, Any] = {"lever": lever.name, "what": lever.what, "cost": lever.cost,
-                               "config": asdict(chosen), "label": chosen.label(),
-                               "in_sample": figures(lab, lab.probs(chosen, "val"), "val", base, refit)}
-        if len(lever.grid) > 1:
-            oof, fold_choices = cross_fitted(lab, lever.grid)
-            row["cross_fitted"] = figures(lab, oof, "val", base)
-            row["fold_choices"] = fold_choices
-        else:
-            row["cross_fitted"] = row["in_sample"]
-        row["kept"], row["why"] = better(row)
+                               **scored_grid(lab, lever.grid, base)}
         row["seconds"] = time.perf_counter() - t1
         rows.append(row)
         if log is not None:
-            log(f"{lever.name}: {chosen.label()} -> in-sample BA "
+            log(f"{lever.name}: {row['label']} -> in-sample BA "
                 f"{row['in_sample']['balanced_accuracy']:.4f}, cross-fitted "
                 f"{row['cross_fitted']['balanced_accuracy']:.4f} ({'kept' if row['kept'] else 'not kept'})")
     t1 = time.perf_counter()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from training.ablation import Config, Lab, better, cross_fitted, figures, fmt_iv, select
+from training.ablation import Config, Lab, fmt_iv, scored_grid
 from training.levers import CacheSet, MemberData
 
 WEIGHT_STEP = 0.1
@@ -68,16 +68,9 @@ def compare(cs: CacheSet, shipped: int) -> list[dict[str, Any]]:
     base = lab.probs(grids[0][1][0], "val")
     rows = []
     for label, grid in grids:
-        chosen = select(lab, grid)
-        row: dict[str, Any] = {"candidate": label, "label": chosen.label(),
-                               "in_sample": figures(lab, lab.probs(chosen, "val"), "val", base)}
-        if len(grid) > 1:
-            oof, folds = cross_fitted(lab, grid)
-            row["cross_fitted"] = figures(lab, oof, "val", base)
-            row["fold_choices"] = folds
-        else:
-            row["cross_fitted"] = row["in_sample"]
-        row["kept"], row["why"] = better(row) if label != "shipped default" else (False, "the baseline")
+        row: dict[str, Any] = {"candidate": label, **scored_grid(lab, grid, base, refit=False)}
+        if label == "shipped default":
+            row["kept"], row["why"] = False, "the baseline"
         rows.append(row)
     return rows
 

@@ -36,6 +36,7 @@ from training.ablation import (
     cross_fit_arrays,
     figures,
     fit_head,
+    fit_softmax_regression,
     lesion_folds,
     selection_key,
 )
@@ -88,22 +89,7 @@ def metadata_for(ids: Sequence[str], table: dict[str, np.ndarray]) -> np.ndarray
 
 def fit_meta_model(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
     """p(class | metadata) by plain (not class-balanced) multinomial logistic regression: a true conditional."""
-    import torch
-
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor(y, dtype=torch.int64)
-    w = torch.zeros(NUM_CLASSES, x.shape[1], requires_grad=True)
-    b = torch.zeros(NUM_CLASSES, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=300, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xt @ w.T + b, yt) + l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy().astype(np.float64), b.detach().numpy().astype(np.float64)
+    return fit_softmax_regression(x, y, l2)
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
