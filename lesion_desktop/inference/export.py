@@ -132,15 +132,12 @@ def export_members_isolated(folders: list[Path], cancelled: Any = None, poll_s: 
                     result: dict[str, str] = receive.recv()
                 except EOFError:  # the child ended without an answer (killed, crashed)
                     break
-                child.join()
                 return result
             if cancelled is not None and cancelled():
-                child.terminate()
-                child.join()
                 raise CancelledError("Cancelled by the user; the active models were not changed.")
             if not child.is_alive() and not receive.poll(0):
                 break
-    finally:
+    finally:  # answered, cancelled or gone: a child still running is stopped, and it is always reaped
         receive.close()
         if child.is_alive():
             child.terminate()
