@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
+import pytest
 
+from lesion_desktop.preprocess import PreprocessConfig
 from tests.test_featcache import K, synthetic_cache
-from training.candidates import compare, simplex
+from training.candidates import compare, simplex, view_for
 from training.levers import CacheSet, MemberData
 
 
@@ -57,3 +60,18 @@ def test_the_test_split_never_matters():
     for m in cs.members:
         m.logits[("test", "plain")] = rng.normal(size=m.logits[("test", "plain")].shape) * 5
     assert json.dumps(compare(cs, shipped=2), sort_keys=True) == json.dumps(first, sort_keys=True)
+
+
+def test_a_bundle_with_colour_constancy_is_shown_the_images_as_the_app_would():
+    """The validation copies are effective-size images without Shades of Gray: a bundle trained with it must get
+    it (the `sog` view), or its figures would be those of a member seeing colours it was never trained on."""
+    shipped = PreprocessConfig(input_size=(150, 200), effective_size=(150, 200), jpeg_quality=75)
+    assert view_for(replace(shipped, input_size=(192, 256)), shipped).name == "plain"
+    view = view_for(replace(shipped, color_constancy=True), shipped)
+    assert view.name == "sog" and view.color_constancy
+    for bad in (replace(shipped, hair_removal=True), replace(shipped, effective_size=(300, 400)),
+                replace(shipped, jpeg_quality=None)):
+        with pytest.raises(ValueError):
+            view_for(bad, shipped)
+    with pytest.raises(ValueError, match="colour constancy"):
+        view_for(shipped, replace(shipped, color_constancy=True))

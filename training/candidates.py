@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from lesion_desktop.preprocess import PreprocessConfig
 from training.ablation import Config, Lab, fmt_iv, scored_grid
+from training.featcache import VIEWS, View
 from training.levers import CacheSet, MemberData
 
 WEIGHT_STEP = 0.1
@@ -75,11 +77,29 @@ def compare(cs: CacheSet, shipped: int) -> list[dict[str, Any]]:
     return rows
 
 
+def view_for(member: PreprocessConfig, shown: PreprocessConfig) -> View:
+    """How to show a bundle the images `shown` (the ensemble's first stage) so that it sees what the app gives it.
+
+    The validation copies are already at the effective size, so that stage adds only hair removal and colour
+    constancy. A bundle that adds Shades of Gray gets the `sog` view (applied to the effective-size image, as
+    `preprocess.to_effective` does); any other difference in the first stage cannot be reproduced here.
+    """
+    if member.effective_size != shown.effective_size:
+        raise ValueError(f"effective size {member.effective_size} is not the ensemble's {shown.effective_size}")
+    if member.hair_removal != shown.hair_removal or member.jpeg_quality != shown.jpeg_quality:
+        raise ValueError("a bundle whose hair removal or JPEG quality differs from the ensemble's is not supported")
+    if member.color_constancy == shown.color_constancy:
+        return VIEWS["plain"]
+    if member.color_constancy:
+        return VIEWS["sog"]
+    raise ValueError("the ensemble applies colour constancy and the bundle does not: not supported")
+
+
 def add_bundles(cs: CacheSet, models: Path, data: str, bundles: list[Path]) -> dict[str, dict[str, Any]]:
     """Score each bundle on the validation images (the app's preprocessing) and append it to `cs.members`."""
     from lesion_desktop.inference.onnx_runner import OnnxRunner
     from lesion_desktop.manifest import onnx_graph, validate_ensemble, validate_member
-    from training.featcache import VIEWS, run_view
+    from training.featcache import run_view
     from training.levers import _effective_images, default_split
 
     info = validate_ensemble(models)
@@ -88,8 +108,10 @@ def add_bundles(cs: CacheSet, models: Path, data: str, bundles: list[Path]) -> d
     timing = {}
     for bundle in bundles:
         member = validate_member(bundle)
-        if member.preprocess.effective_size != info.members[0].preprocess.effective_size:
-            raise ValueError(f"{bundle}: effective size {member.preprocess.effective_size} is not the ensemble's")
+        try:
+            view = view_for(member.preprocess, info.members[0].preprocess)
+        except ValueError as e:
+            raise ValueError(f"{bundle}: {e}") from None
         graph = onnx_graph(member, required=False)
         if graph is None:
             from lesion_desktop.inference.export import export_member
@@ -97,13 +119,13 @@ def add_bundles(cs: CacheSet, models: Path, data: str, bundles: list[Path]) -> d
             graph = export_member(bundle)
             member = validate_member(bundle)
         t0 = time.perf_counter()
-        logits, features = run_view(OnnxRunner(member, graph, None), images, VIEWS["plain"])
+        logits, features = run_view(OnnxRunner(member, graph, None), images, view)
         seconds = time.perf_counter() - t0
         name = f"{bundle.parent.name}/{bundle.name}"
         md = MemberData(name, member.temperature, 0.0)
         md.logits[("val", "plain")], md.features[("val", "plain")] = logits, features
         cs.members.append(md)
-        timing[name] = {"seconds": seconds, "ms_per_image": 1000 * seconds / max(len(images), 1),
+        timing[name] = {"view": view.name, "seconds": seconds, "ms_per_image": 1000 * seconds / max(len(images), 1),
                         "input_size": list(member.preprocess.input_size), "temperature": member.temperature}
     return timing
 
