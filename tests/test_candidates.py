@@ -8,9 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lesion_desktop.preprocess import PreprocessConfig
+from lesion_desktop.preprocess import PreprocessConfig, shades_of_gray
 from tests.test_featcache import K, synthetic_cache
-from training.candidates import compare, simplex, view_for
+from training.candidates import compare, shifted_table, simplex, view_for
+from training.featcache import colour_cast
 from training.levers import CacheSet, MemberData
 
 
@@ -75,3 +76,54 @@ def test_a_bundle_with_colour_constancy_is_shown_the_images_as_the_app_would():
             view_for(bad, shipped)
     with pytest.raises(ValueError, match="colour constancy"):
         view_for(shipped, replace(shipped, color_constancy=True))
+
+
+def test_a_colour_cast_is_the_same_for_every_member_and_shades_of_gray_undoes_it():
+    rng = np.random.default_rng(0)
+    img = rng.integers(40, 160, size=(150, 200, 3), dtype=np.uint8)  # no channel near 255: the cast never clips
+    cast = colour_cast(img, 3, 0.2)
+    assert np.array_equal(cast, colour_cast(img, 3, 0.2)) and not np.array_equal(cast, colour_cast(img, 4, 0.2))
+    gains = cast.reshape(-1, 3).astype(float).mean(0) / img.reshape(-1, 3).astype(float).mean(0)
+    assert np.all(gains > np.exp(-0.21)) and np.all(gains < np.exp(0.21)) and np.ptp(gains) > 0.02
+
+
+    def chroma(x: np.ndarray) -> np.ndarray:  # the balance between the channels, whatever the brightness
+        means = x.reshape(-1, 3).astype(float).mean(0)
+        return means / means.sum()
+
+    assert np.abs(chroma(cast) - chroma(img)).max() > 0.01  # the cast changes the colour balance
+    assert np.abs(chroma(shades_of_gray(cast)) - chroma(shades_of_gray(img))).max() < 0.005  # SoG takes it out
+
+
+def with_shift(cs: CacheSet, extra_survives: bool) -> CacheSet:
+    """A "cast20" view in which the shipped members lose their signal and the extra member keeps it (or not)."""
+    rng = np.random.default_rng(5)
+    for k, m in enumerate(cs.members):
+        z = m.logits[("val", "plain")]
+        keep = k == len(cs.members) - 1 and extra_survives
+        m.logits[("val", "cast20")] = z if keep else rng.normal(size=z.shape)
+    return cs
+
+
+def test_the_colour_cast_scores_each_choice_but_never_makes_it():
+    plain = compare(with_extra(synthetic_cache(0.0, 0.0), strength=2.0, seed=3), shipped=2)
+    survives = compare(with_shift(with_extra(synthetic_cache(0.0, 0.0), 2.0, 3), True), shipped=2, shifted="cast20")
+    lost = compare(with_shift(with_extra(synthetic_cache(0.0, 0.0), 2.0, 3), False), shipped=2, shifted="cast20")
+    strip = [{k: v for k, v in r.items() if k != "shifted"} for r in survives]
+    assert json.dumps(strip, sort_keys=True) == json.dumps(plain, sort_keys=True)
+    assert row(survives, "shipped default")["shifted"]["delta"]["balanced_accuracy"] == 0
+    alone = row(survives, "extra alone")["shifted"]
+    assert alone["delta"]["balanced_accuracy"] > 0.2 and alone["paired_95"]["balanced_accuracy"][0] > 0
+    assert row(lost, "extra alone")["shifted"]["paired_95"]["balanced_accuracy"][0] < 0.05
+    assert "| extra alone | cast20 |" in shifted_table(survives)
+
+
+def test_the_cast_view_casts_each_image_by_its_place_in_the_split(tmp_path):
+    from tests.test_featcache import FakeRunner, fake_info, images
+    from training.featcache import VIEWS, run_view
+
+    runner, batch = FakeRunner(fake_info(tmp_path), seed=0), images(5)
+    by_hand = np.stack([colour_cast(im, i, 0.2) for i, im in enumerate(batch)])
+    got = run_view(runner, batch, VIEWS["cast20"], batch=2)  # three chunks: the index runs on across them
+    np.testing.assert_array_equal(got[0], run_view(runner, by_hand, VIEWS["plain"])[0])
+    assert not np.allclose(got[0], run_view(runner, batch, VIEWS["plain"])[0])

@@ -17,13 +17,14 @@ import argparse
 import itertools
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lesion_desktop.preprocess import PreprocessConfig
-from training.ablation import Config, Lab, fmt_iv, scored_grid
+from training.ablation import Config, Lab, figures, fmt_iv, scored_grid
 from training.featcache import VIEWS, View
 from training.levers import CacheSet, MemberData
 
@@ -63,16 +64,24 @@ def candidate_grids(cs: CacheSet, shipped: int) -> list[tuple[str, list[Config]]
     return out
 
 
-def compare(cs: CacheSet, shipped: int) -> list[dict[str, Any]]:
-    """Each candidate on validation against the shipped ensemble (the first `shipped` members, their weights)."""
+def compare(cs: CacheSet, shipped: int, shifted: str | None = None) -> list[dict[str, Any]]:
+    """Each candidate on validation against the shipped ensemble (the first `shipped` members, their weights).
+
+    With `shifted` (a view every member has, such as "cast20"), each candidate's setting, chosen on the plain
+    images, is also scored on the shifted images against the shipped ensemble on the same shifted images: a
+    proxy for another clinic's camera that never takes part in the choice."""
     lab = Lab(cs)
     grids = candidate_grids(cs, shipped)
     base = lab.probs(grids[0][1][0], "val")
+    base_shifted = lab.probs(replace(grids[0][1][0], views=(shifted,)), "val") if shifted else None
     rows = []
     for label, grid in grids:
         row: dict[str, Any] = {"candidate": label, **scored_grid(lab, grid, base, refit=False)}
         if label == "shipped default":
             row["kept"], row["why"] = False, "the baseline"
+        if shifted and base_shifted is not None:
+            cfg = replace(Config(**row["config"]), views=(shifted,))
+            row["shifted"] = {"view": shifted, **figures(lab, lab.probs(cfg, "val"), "val", base_shifted)}
         rows.append(row)
     return rows
 
@@ -95,8 +104,10 @@ def view_for(member: PreprocessConfig, shown: PreprocessConfig) -> View:
     raise ValueError("the ensemble applies colour constancy and the bundle does not: not supported")
 
 
-def add_bundles(cs: CacheSet, models: Path, data: str, bundles: list[Path]) -> dict[str, dict[str, Any]]:
-    """Score each bundle on the validation images (the app's preprocessing) and append it to `cs.members`."""
+def add_bundles(cs: CacheSet, models: Path, data: str, bundles: list[Path],
+                shifted: str | None = None) -> dict[str, dict[str, Any]]:
+    """Score each bundle on the validation images (the app's preprocessing) and append it to `cs.members`; with
+    `shifted`, also through that view (its cast before the bundle's own colour constancy, if any)."""
     from lesion_desktop.inference.onnx_runner import OnnxRunner
     from lesion_desktop.manifest import onnx_graph, validate_ensemble, validate_member
     from training.featcache import run_view
@@ -124,6 +135,10 @@ def add_bundles(cs: CacheSet, models: Path, data: str, bundles: list[Path]) -> d
         name = f"{bundle.parent.name}/{bundle.name}"
         md = MemberData(name, member.temperature, 0.0)
         md.logits[("val", "plain")], md.features[("val", "plain")] = logits, features
+        if shifted:
+            cast = replace(VIEWS[shifted], color_constancy=view.color_constancy)
+            md.logits[("val", shifted)], md.features[("val", shifted)] = run_view(
+                OnnxRunner(member, graph, None), images, cast)
         cs.members.append(md)
         timing[name] = {"view": view.name, "seconds": seconds, "ms_per_image": 1000 * seconds / max(len(images), 1),
                         "input_size": list(member.preprocess.input_size), "temperature": member.temperature}
@@ -144,6 +159,20 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def shifted_table(rows: list[dict[str, Any]]) -> str:
+    """Each candidate, as chosen on the plain images, under the shifted view against the shipped ensemble there."""
+    lines = ["| candidate (setting chosen on plain images) | view | BA | d BA [paired 95%] | mel recall | "
+             "d mel recall [95%] | warn@30% mel / benign |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["shifted"]
+        lines.append(f"| {r['candidate']} | {s['view']} | {s['balanced_accuracy']:.3f} | "
+                     f"{s['delta']['balanced_accuracy']:+.3f} {fmt_iv(s['paired_95']['balanced_accuracy'])} | "
+                     f"{s['melanoma_recall']:.3f} | {s['delta']['melanoma_recall']:+.3f} "
+                     f"{fmt_iv(s['paired_95']['melanoma_recall'])} | "
+                     f"{s['warning_melanoma']:.3f} / {s['warning_benign']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     from training.featcache import default_cache_root
     from training.levers import load_cache
@@ -154,15 +183,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="../shared/data/ham10000")
     p.add_argument("--cache", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--colour-cast", action="store_true",
+                   help="also score every candidate, as chosen on the plain images, under a simulated camera "
+                        "colour cast (the cast20 view: each channel x exp(U(-0.2, 0.2)) per image)")
     args = p.parse_args(argv)
-    cs = load_cache(args.models, args.data, args.cache or default_cache_root(), {"val": ["plain"]})
+    shifted = "cast20" if args.colour_cast else None
+    cs = load_cache(args.models, args.data, args.cache or default_cache_root(),
+                    {"val": ["plain", *([shifted] if shifted else [])]})
     shipped = len(cs.members)
-    timing = add_bundles(cs, args.models, args.data, args.bundles)
-    rows = compare(cs, shipped)
+    timing = add_bundles(cs, args.models, args.data, args.bundles, shifted)
+    rows = compare(cs, shipped, shifted)
     if args.out:
         args.out.write_text(json.dumps({"timing": timing, "rows": rows}, indent=1))
     print(json.dumps(timing, indent=1))
     print(table(rows))
+    if shifted:
+        print(shifted_table(rows))
     return 0
 
 

@@ -47,6 +47,7 @@ class View:
     flip: str = ""  # "h", "v" or "hv", applied to the normalised NCHW input as inference.runner.tta_views does
     quarter_turns: int = 0  # np.rot90 over (H, W)
     color_constancy: bool = False  # Shades of Gray on the effective-size image, before the resize
+    cast: float = 0.0  # a simulated camera colour cast (`colour_cast`) before everything else; 0: none
 
     def input_size(self, cfg: PreprocessConfig) -> tuple[int, int]:
         h, w = cfg.input_size
@@ -74,7 +75,19 @@ VIEWS: dict[str, View] = {v.name: v for v in (
     View("fix1.30", scale=1.30),
     View("fix1.15-hflip", scale=1.15, flip="h"),
     View("sog", color_constancy=True),
+    View("cast20", cast=0.2),
 )}
+CAST_SEED = 20260
+
+
+def colour_cast(rgb: np.ndarray, index: int, strength: float, seed: int = CAST_SEED) -> np.ndarray:
+    """Another camera's colour balance, simulated: each channel of an effective-size image scaled by exp(u), u
+    drawn uniformly from [-strength, strength] per channel and per image (from `seed` and the image's `index`,
+    so every member sees the same cast on the same image)."""
+    rng = np.random.default_rng([seed, index])
+    gains = np.exp(rng.uniform(-strength, strength, 3)).astype(np.float32)
+    return np.clip(rgb.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+
 # the app's six test-time views (inference.runner.tta_views), in its order
 APP_TTA = ("plain", "hflip", "vflip", "hvflip", "rot90", "rot270")
 
@@ -113,6 +126,8 @@ def run_view(runner: Runner, effective: np.ndarray, view: View, batch: int = 32)
     logits, feats = [], []
     for i in range(0, len(effective), batch):
         chunk = [np.asarray(im) for im in effective[i : i + batch]]
+        if view.cast:
+            chunk = [colour_cast(im, i + j, view.cast) for j, im in enumerate(chunk)]
         if view.color_constancy:
             chunk = [shades_of_gray(im) for im in chunk]
         x = normalise_batch_np(np.stack([to_input(im, sized) for im in chunk]), cfg.mean, cfg.std)
