@@ -678,3 +678,30 @@ def test_agreement_command_reports_pairs_problems_and_the_verdict(tmp_path, caps
     assert train_main(["agreement", str(ens), str(full), str(copies), "--max-difference", "0"]) == 1
     assert "NOT met" in capsys.readouterr().out
     assert train_main(["agreement", str(ens), str(full), str(tmp_path / "nowhere")]) != 0
+
+
+def test_channel_gains_tilt_the_colour_balance_and_stay_off_by_default(tmp_path):
+    """--channel-gain S: each training image's channels scaled by exp(U(-S, S)), fixed by the image's seed; 0
+    leaves the policy as it was, so runs without it draw exactly what they drew before."""
+    from training.augment import ChannelGains, augment_image, training_transform
+    from training.trainer import setup
+
+    grey = np.full((48, 64, 3), 120, np.uint8)  # the jitter's hue and saturation leave grey grey
+    def balance(transform, seed: int) -> np.ndarray:
+        means = augment_image(grey, transform, seed).reshape(-1, 3).astype(float).mean(0)
+        return means / means.mean()
+
+    tilted = [balance(training_transform((48, 64), 0.2), s) for s in range(20)]
+    plain = [balance(training_transform((48, 64)), s) for s in range(20)]
+    assert max(np.ptp(b) for b in plain) < 0.03
+    assert np.mean([np.ptp(b) for b in tilted]) > 0.1 and max(np.ptp(b) for b in tilted) < 2 * (np.exp(0.2) - 1) + 0.05
+    assert np.array_equal(augment_image(grey, training_transform((48, 64), 0.2), 4),
+                          augment_image(grey, training_transform((48, 64), 0.2), 4))
+    assert not any(isinstance(t, ChannelGains) for t in training_transform((48, 64)).transforms)
+
+    data = make_ham_subset(tmp_path / "data", per_class=6)
+    cfg = _tiny_cfg(data, tmp_path / "run", epochs_top=0, channel_gain=0.2)
+    gains = [t for t in setup(cfg, None, 0.0).loader.dataset.transform.transforms if isinstance(t, ChannelGains)]
+    assert [g.strength for g in gains] == [0.2]
+    res = train(cfg)
+    assert json.loads((res.bundle / "manifest.json").read_text())["training"]["config"]["channel_gain"] == 0.2

@@ -15,15 +15,36 @@ from PIL import Image
 from torchvision.transforms import v2
 
 
-def training_transform(input_size: tuple[int, int]) -> v2.Compose:
+class ChannelGains:
+    """Another camera's white balance: each colour channel scaled by exp(u), u uniform in [-strength, strength]
+    per channel, drawn from torch's generator (so `augment_image`'s seed fixes it). ColorJitter changes
+    brightness for all channels alike and turns the hue; it does not tilt the balance between the channels."""
+
+    def __init__(self, strength: float) -> None:
+        self.strength = float(strength)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        u = (torch.rand(3, dtype=torch.float64) * 2 - 1) * self.strength
+        gains = np.exp(u.numpy()).astype(np.float32)
+        return Image.fromarray(np.clip(np.asarray(img, np.float32) * gains, 0, 255).astype(np.uint8))
+
+    def __repr__(self) -> str:
+        return f"ChannelGains(strength={self.strength})"
+
+
+def training_transform(input_size: tuple[int, int], channel_gain: float = 0.0) -> v2.Compose:
+    """The policy; `channel_gain` > 0 adds `ChannelGains(channel_gain)` after the colour jitter (0 leaves the
+    policy, and so every seed's draws, exactly as before)."""
     h, w = input_size
     aspect = w / h
+    gains = [ChannelGains(channel_gain)] if channel_gain > 0 else []
     return v2.Compose([
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
         v2.RandomApply([v2.RandomRotation(30)], p=0.3),
         v2.RandomResizedCrop((h, w), scale=(0.55, 1.0), ratio=(aspect * 0.85, aspect / 0.85), antialias=True),
         v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.2, hue=0.03),
+        *gains,
         v2.RandomApply([v2.GaussianBlur(5, sigma=(0.2, 1.5))], p=0.2),
         v2.RandomAdjustSharpness(2.0, p=0.15),
         v2.RandomApply([v2.JPEG((35, 95))], p=0.3),

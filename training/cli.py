@@ -313,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ema-decay", dest="ema_decay", type=float,
                    help="keep an exponential moving average of the weights with this decay per step (e.g. "
                         "0.998) and judge each epoch, and keep the best, by it (default 0: off)")
+    t.add_argument("--channel-gain", dest="channel_gain", type=float,
+                   help="also tilt each training image's colour balance like another camera's white balance: "
+                        "each channel x exp(u), u uniform in [-S, S] (e.g. 0.2; default 0: off)")
     t.add_argument("--patience", type=int,
                    help="stop all-layers training after this many epochs without a new best, counted from its midpoint")
     t.add_argument("--seed", type=int, help="initialisation, augmentation and batch order (default 0)")

@@ -35,6 +35,9 @@ class TrainConfig:
     # > 0: keep an exponential moving average of the weights (decay per step, e.g. 0.998); epochs are judged,
     # and the best one kept, by the average rather than by the weights of the last step
     ema_decay: float = 0.0
+    # > 0: also tilt each training image's colour balance, each channel x exp(U(-channel_gain, channel_gain))
+    # (another camera's white balance; training.augment.ChannelGains)
+    channel_gain: float = 0.0
     patience: int = 3
     seed: int = 0
     imagenet: str = "auto"  # "auto": torch cache if present; "none"; or a weights file path

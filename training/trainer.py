@@ -139,7 +139,8 @@ def setup(cfg: TrainConfig, progress: Progress | None, t0: float) -> Run:
     weights = _class_weights(data.labels[data.train], cfg.class_weight_power).to(device)
     workers = cfg.workers if cfg.workers is not None else auto_workers(device)
     loader = training_loader(
-        data.cache.images, data.labels, data.train, data.preprocess, training_transform(data.preprocess.input_size),
+        data.cache.images, data.labels, data.train, data.preprocess,
+        training_transform(data.preprocess.input_size, cfg.channel_gain),
         batch_size=cfg.batch_size, seed=cfg.seed, rank=rank, world=world, max_batches=cfg.max_batches,
         workers=workers, pin_memory=device.type == "cuda", sampling_power=cfg.sampling_power,
     )
