@@ -127,3 +127,15 @@ def test_the_cast_view_casts_each_image_by_its_place_in_the_split(tmp_path):
     got = run_view(runner, batch, VIEWS["cast20"], batch=2)  # three chunks: the index runs on across them
     np.testing.assert_array_equal(got[0], run_view(runner, by_hand, VIEWS["plain"])[0])
     assert not np.allclose(got[0], run_view(runner, batch, VIEWS["plain"])[0])
+
+
+def test_two_new_members_are_also_tried_as_an_ensemble_of_their_own():
+    cs = with_extra(with_extra(synthetic_cache(0.0, 0.0), strength=3.0, seed=1), strength=3.0, seed=2)
+    cs.members[3].name = "extra2"
+    rows = compare(cs, shipped=2)
+    tuned, equal = row(rows, "the new members together, weights tuned"), row(rows, "the new members together, equal")
+    assert equal["config"]["weights"] == (0.0, 0.0, 0.5, 0.5)
+    assert all("weights=0.00/0.00/" in c for c in tuned["fold_choices"])  # the shipped members never get a vote
+    assert tuned["kept"] and equal["kept"]  # two members stronger than the shipped pair beat it together
+    assert not any(r["candidate"].startswith("the new members") for r in compare(with_extra(
+        synthetic_cache(0.0, 0.0), strength=3.0, seed=1), shipped=2))

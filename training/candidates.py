@@ -46,7 +46,8 @@ def simplex(n: int, active: list[int], step: float = WEIGHT_STEP) -> list[Config
 
 
 def candidate_grids(cs: CacheSet, shipped: int) -> list[tuple[str, list[Config]]]:
-    """For each member after the first `shipped`: alone, in place of each shipped member, and as an extra one."""
+    """For each member after the first `shipped`: alone, in place of each shipped member, and as an extra one;
+    with two or more new members, also the new members as an ensemble of their own."""
     n = len(cs.members)
     names = [m.name for m in cs.members]
     base = tuple(cs.members[i].weight if i < shipped else 0.0 for i in range(n))
@@ -61,6 +62,11 @@ def candidate_grids(cs: CacheSet, shipped: int) -> list[tuple[str, list[Config]]
         out.append((f"{names[k]} as an extra member, weights tuned", simplex(n, [*range(shipped), k])))
         equal = tuple(1.0 / (shipped + 1) if (i < shipped or i == k) else 0.0 for i in range(n))
         out.append((f"{names[k]} as an extra member, equal weights", [Config(weights=equal)]))
+    new = list(range(shipped, n))
+    if len(new) >= 2:  # an ensemble of the new members only (members trained alike, such as all colour-corrected)
+        out.append(("the new members together, weights tuned", simplex(n, new)))
+        together = tuple(1.0 / len(new) if i >= shipped else 0.0 for i in range(n))
+        out.append(("the new members together, equal weights", [Config(weights=together)]))
     return out
 
 
