@@ -63,6 +63,10 @@ microscopy. The data set's licence (CC BY-NC 4.0) allows non-commercial use only
 
 - Clean the dermatoscope's glass, use immersion fluid or polarised light as usual, and avoid bubbles.
 - Fill most of the image with the lesion and a rim of normal skin; keep it in focus and evenly lit.
+- Keep the colours true: use the dermatoscope's own light and a fixed white balance for the camera, not
+  automatic white balance or a filter. A colour cast over the whole image (too red, too blue, too yellow)
+  makes the models miss melanomas more often: with simulated casts on held-out images, the warning fired for
+  82% of melanomas instead of 96%.
 - Open a file (Ctrl+O), drop or paste an image (Ctrl+V), or start the camera (Ctrl+L) and capture (Space).
 
 ## Reading the result
