@@ -127,13 +127,18 @@ def jpeg_round_trip(rgb: np.ndarray, quality: int) -> np.ndarray:
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
+def scale_channels(rgb: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 image with each channel multiplied by its gain (float32), clipped to 0..255."""
+    return np.clip(rgb.astype(np.float32) * np.asarray(gains, np.float32), 0, 255).astype(np.uint8)
+
+
 def shades_of_gray(rgb: np.ndarray, power: int = 6) -> np.ndarray:
     """Colour constancy: scale channels so the Minkowski p-norm illuminant becomes neutral grey."""
     img = rgb.astype(np.float32)
     illum = np.power(np.mean(np.power(img, power), axis=(0, 1)), 1.0 / power)
     illum = illum / max(float(np.sqrt(np.sum(illum**2))), 1e-6)
     gain = 1.0 / np.maximum(illum * np.sqrt(3.0), 1e-6)
-    return np.clip(img * gain, 0, 255).astype(np.uint8)
+    return scale_channels(img, gain)
 
 
 def remove_hair(rgb: np.ndarray) -> np.ndarray:

@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from lesion_desktop.preprocess import scale_channels
+
 
 class ChannelGains:
     """Another camera's white balance: each colour channel scaled by exp(u), u uniform in [-strength, strength]
@@ -25,8 +27,7 @@ class ChannelGains:
 
     def __call__(self, img: Image.Image) -> Image.Image:
         u = (torch.rand(3, dtype=torch.float64) * 2 - 1) * self.strength
-        gains = np.exp(u.numpy()).astype(np.float32)
-        return Image.fromarray(np.clip(np.asarray(img, np.float32) * gains, 0, 255).astype(np.uint8))
+        return Image.fromarray(scale_channels(np.asarray(img), np.exp(u.numpy())))
 
     def __repr__(self) -> str:
         return f"ChannelGains(strength={self.strength})"

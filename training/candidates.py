@@ -135,16 +135,16 @@ def add_bundles(cs: CacheSet, models: Path, data: str, bundles: list[Path],
 
             graph = export_member(bundle)
             member = validate_member(bundle)
+        runner = OnnxRunner(member, graph, None)
         t0 = time.perf_counter()
-        logits, features = run_view(OnnxRunner(member, graph, None), images, view)
+        logits, features = run_view(runner, images, view)
         seconds = time.perf_counter() - t0
         name = f"{bundle.parent.name}/{bundle.name}"
         md = MemberData(name, member.temperature, 0.0)
         md.logits[("val", "plain")], md.features[("val", "plain")] = logits, features
         if shifted:
             cast = replace(VIEWS[shifted], color_constancy=view.color_constancy)
-            md.logits[("val", shifted)], md.features[("val", shifted)] = run_view(
-                OnnxRunner(member, graph, None), images, cast)
+            md.logits[("val", shifted)], md.features[("val", shifted)] = run_view(runner, images, cast)
         cs.members.append(md)
         timing[name] = {"view": view.name, "seconds": seconds, "ms_per_image": 1000 * seconds / max(len(images), 1),
                         "input_size": list(member.preprocess.input_size), "temperature": member.temperature}

@@ -24,7 +24,7 @@ import numpy as np
 
 from lesion_desktop.inference.runner import Runner, calibrated_softmax, normalise_batch_np, weighted_mean
 from lesion_desktop.manifest import MemberInfo, sha256_file
-from lesion_desktop.preprocess import PreprocessConfig, shades_of_gray, to_input
+from lesion_desktop.preprocess import PreprocessConfig, scale_channels, shades_of_gray, to_input
 
 CACHE_VERSION = 1
 CACHE_ENV = "LESION_DESKTOP_FEATCACHE"
@@ -85,8 +85,7 @@ def colour_cast(rgb: np.ndarray, index: int, strength: float, seed: int = CAST_S
     drawn uniformly from [-strength, strength] per channel and per image (from `seed` and the image's `index`,
     so every member sees the same cast on the same image)."""
     rng = np.random.default_rng([seed, index])
-    gains = np.exp(rng.uniform(-strength, strength, 3)).astype(np.float32)
-    return np.clip(rgb.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    return scale_channels(rgb, np.exp(rng.uniform(-strength, strength, 3)))
 
 # the app's six test-time views (inference.runner.tta_views), in its order
 APP_TTA = ("plain", "hflip", "vflip", "hvflip", "rot90", "rot270")
